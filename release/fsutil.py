@@ -1,0 +1,130 @@
+"""Files that appear whole or not at all.
+
+Every output of the pipeline is written under a temporary name in its final
+directory and renamed into place once complete (and, for downloads, verified),
+so a crash or a bad input never leaves a half-written file under a real name.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+TMP_PREFIX = ".partial-"
+
+
+def canonical_json(value) -> bytes:
+    """The one JSON spelling used for identities and digests: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def pretty_json(value) -> bytes:
+    """Human-readable, still deterministic JSON (locks, reports)."""
+    return (json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def identity(value) -> str:
+    """sha256 hex of the canonical JSON of *value*: a step's or layer's identity."""
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[IO[bytes]]:
+    """Open a temporary file next to *path*; rename it over *path* only on success.
+
+    On any exception the temporary file is removed and *path* is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+    with atomic_output(path, mode) as f:
+        f.write(data)
+
+
+def write_if_changed(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> bool:
+    """Write *data* atomically unless *path* already holds exactly it.
+
+    Returns True when the file was (re)written.  Keeping unchanged files
+    untouched is what lets doit's checkers and incremental rebuilds skip work.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    atomic_write(path, data, mode)
+    return True
+
+
+def read_json(path: str | os.PathLike):
+    with open(path, "rb") as f:
+        return json.load(f)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks (bounded memory)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def remove_partials(directory: str | os.PathLike) -> int:
+    """Delete temporary files a killed run left in *directory*; returns how many."""
+    n = 0
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    for p in directory.iterdir():
+        if p.name.startswith(TMP_PREFIX):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            n += 1
+    return n
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory under a temporary name and swap it into place on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        old = None
+        if path.exists():
+            old = path.with_name(TMP_PREFIX + path.name + ".old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
