@@ -1,0 +1,526 @@
+"""pkg repository catalogues: meta.conf, signed catalogue archives, entries.
+
+A pkgbase repository root holds ``meta.conf`` and one or two catalogue
+archives: ``data.pkg`` (pkg >= 2: one JSON object holding every package) and
+``packagesite.pkg`` (one compact manifest per line).  Each archive is a tar,
+compressed as meta.conf's ``packing_format`` says, holding the payload and its
+signature.  This module reads them the way pkg(8) does, but refuses to hand
+out a single entry before the signature has been checked against the trust
+store, and validates every entry up front so that later steps (solver, cache,
+lock, SBOM) can rely on them.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import json
+import lzma
+import re
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Any, Iterator, Mapping
+
+import zstandard
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from . import ucl
+from .errors import IntegrityError, RepositoryError, SignatureError
+from .sums import sum_kind
+
+PACKING_FORMATS = ("tzst", "txz", "tbz", "tgz", "tar")
+SIGNATURE_TYPES = ("fingerprints", "pubkey", "none")
+_META_NAMES = ("manifests", "data", "manifests_archive", "filesite", "filesite_archive")
+_META_STRINGS = ("maintainer", "source", "source_identifier", "packing_format") + _META_NAMES
+_SMALL_MEMBER = 1 << 20  # signatures and keys: anything larger is not one
+
+
+@dataclass(frozen=True)
+class RepoMeta:
+    """A repository's meta.conf, with pkg's defaults for every absent key.
+
+    ``data_archive`` is always "data": pkg's meta parser never reads that key.
+    """
+
+    version: int = 2
+    packing_format: str = "tzst"
+    manifests: str = "packagesite.yaml"
+    data: str = "data"
+    manifests_archive: str = "packagesite"
+    data_archive: str = "data"
+    filesite: str = "filesite.yaml"
+    filesite_archive: str = "filesite"
+    maintainer: str | None = None
+    source: str | None = None
+    source_identifier: str | None = None
+    revision: int | None = None
+    eol: int | None = None
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One package as the catalogue announces it (before it is fetched)."""
+
+    name: str
+    origin: str
+    version: str
+    comment: str
+    abi: str
+    arch: str
+    prefix: str
+    sum: str
+    flatsize: int
+    pkgsize: int
+    path: str
+    licenselogic: str
+    licenses: tuple[str, ...]
+    deps: Mapping[str, tuple[str, str]] = field(hash=False)
+    annotations: Mapping[str, str] = field(hash=False)
+    raw: Mapping[str, Any] = field(hash=False, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class VerifiedCatalogue:
+    """A catalogue whose signature checked out; entries are validated too."""
+
+    source: str
+    payload_kind: str  # "data" or "packagesite"
+    payload_sha256: str
+    fingerprint: str | None  # sha256 of the key that signed it; None if unsigned
+    entries: Mapping[str, CatalogueEntry] = field(hash=False, repr=False)
+
+    def packages(self) -> dict[str, CatalogueEntry]:
+        """Entries by package name (a fresh dict the caller may modify)."""
+        return dict(self.entries)
+
+
+# -- meta.conf --------------------------------------------------------------
+def parse_meta(text: bytes, source: str) -> RepoMeta:
+    """Read meta.conf (or ``meta``) the way pkg_repo_meta_load does.
+
+    Keys are case-insensitive (pkg lowercases them); version 1 and 2 are
+    accepted; ``packing_format`` must be one pkg knows; catalogue names must
+    be plain file names.
+    """
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RepositoryError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    lines: dict[str, int] = {}
+    parsed = ucl.loads(decoded, source, key_lines=lines)
+    top: dict[str, Any] = {}
+    where: dict[str, int] = {}
+    for key, value in parsed.items():
+        low = key.lower()
+        if low in top:
+            raise RepositoryError(f"{source}: line {lines[key]}: duplicate key {low!r}")
+        top[low], where[low] = value, lines[key]
+
+    def bad(key: str, message: str) -> RepositoryError:
+        return RepositoryError(f"{source}: line {where[key]}: {key}: {message}")
+
+    if "version" not in top:
+        raise RepositoryError(f"{source}: line 1: no 'version' key, not a pkg repository meta file")
+    values: dict[str, Any] = {}
+    for key in ("version", "revision", "eol"):
+        if key in top:
+            if type(top[key]) is not int:
+                raise bad(key, f"expected an integer, found {top[key]!r}")
+            values[key] = top[key]
+    if values["version"] not in (1, 2):
+        raise bad("version", f"unsupported repository meta version {values['version']}")
+    for key in _META_STRINGS:
+        if key in top:
+            if not isinstance(top[key], str):
+                raise bad(key, f"expected a string, found {top[key]!r}")
+            values[key] = top[key]
+    if values.get("packing_format", "tzst") not in PACKING_FORMATS:
+        raise bad("packing_format", f"unknown packing format {values['packing_format']!r} "
+                                    f"(expected one of {', '.join(PACKING_FORMATS)})")
+    for key in _META_NAMES:  # they become URLs and local file names
+        name = values.get(key, "x")
+        if name in ("", ".", "..") or any(c in name for c in "/\\\0") or name.strip() != name:
+            raise bad(key, f"{name!r} is not a plain file name")
+    return RepoMeta(**values)
+
+
+def catalogue_candidates(meta: RepoMeta) -> list[str]:
+    """Catalogue archive names, in the order pkg tries them.
+
+    pkg (>= 2.0, "use data.pkg instead of packagesite.pkg if available") first
+    fetches the data catalogue and falls back to packagesite only when that
+    fails; for each it asks for ``<archive>.pkg`` and then
+    ``<archive>.<packing_format>``.  No other extension is tried: official
+    mirrors keep stale ``.txz`` copies next to fresh ``.pkg`` files.
+    """
+    names: list[str] = []
+    for archive in (meta.data_archive, meta.manifests_archive):
+        for ext in ("pkg", meta.packing_format):
+            if f"{archive}.{ext}" not in names:
+                names.append(f"{archive}.{ext}")
+    return names
+
+
+# -- archives ----------------------------------------------------------------
+def _decompressed(raw: IO[bytes]) -> IO[bytes]:
+    """A stream of tar bytes, choosing the decompressor by magic, not by name."""
+    magic = raw.read(6)
+    raw.seek(0)
+    if magic.startswith(b"\x28\xb5\x2f\xfd"):
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(raw, "rb")
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(raw, "rb")
+    if magic.startswith(b"BZh"):
+        return bz2.open(raw, "rb")
+    return raw
+
+
+@dataclass
+class _Members:
+    payload_name: str | None = None
+    payload: IO[bytes] | None = None
+    payload_sha256: str = ""
+    small: dict[str, bytes] = field(default_factory=dict)
+
+
+def _read_archive(archive: Path, source: str, payload_names: tuple[str, ...]) -> _Members:
+    """Stream the tar once: signature members into memory, the payload into an
+    anonymous temporary file while hashing it (memory stays bounded)."""
+    found = _Members()
+    seen: set[str] = set()
+    try:
+        with open(archive, "rb") as raw, _decompressed(raw) as stream, \
+                tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                name = member.name
+                if name in seen:
+                    raise RepositoryError(f"{source}: member {name!r} appears twice")
+                seen.add(name)
+                if not (name in payload_names or name == "signature" or name.endswith((".sig", ".pub"))):
+                    continue
+                if not member.isfile():
+                    raise RepositoryError(f"{source}: member {name!r} is not a regular file")
+                if name in payload_names:
+                    if found.payload_name is not None:
+                        raise RepositoryError(f"{source}: holds both {found.payload_name!r} and {name!r}")
+                    found.payload_name = name
+                    found.payload, found.payload_sha256 = _spool(tar.extractfile(member))
+                elif member.size > _SMALL_MEMBER:
+                    raise RepositoryError(f"{source}: member {name!r} is too large for a signature or key")
+                else:
+                    found.small[name] = tar.extractfile(member).read()
+    except BaseException as exc:
+        if found.payload is not None:
+            found.payload.close()
+        if isinstance(exc, (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)):
+            raise RepositoryError(f"{source}: not a readable catalogue archive ({exc})") from None
+        raise
+    return found
+
+
+def _spool(member: IO[bytes]) -> tuple[IO[bytes], str]:
+    digest = hashlib.sha256()
+    spool = tempfile.TemporaryFile()
+    while chunk := member.read(1 << 20):
+        digest.update(chunk)
+        spool.write(chunk)
+    spool.seek(0)
+    return spool, digest.hexdigest()
+
+
+def open_catalogue(archive: Path, source: str, *, signature_type: str,
+                   fingerprints: Path | None = None, pubkey: bytes | None = None,
+                   meta: RepoMeta | None = None) -> VerifiedCatalogue:
+    """Open a downloaded catalogue archive, verify it, and parse its entries.
+
+    *source* is the archive's URL and names the culprit in every error;
+    *signature_type* is the repository configuration's: "fingerprints" (trust
+    directory holding ``trusted/`` and ``revoked/``), "pubkey" (PEM key bytes)
+    or "none", which accepts unsigned catalogues only: a signed catalogue under
+    "none" means the configuration forgot to check it.
+    """
+    if signature_type not in SIGNATURE_TYPES:
+        raise RepositoryError(f"{source}: unknown signature_type {signature_type!r}")
+    meta = meta or RepoMeta()
+    kinds = {meta.data: "data", meta.manifests: "packagesite"}
+    found = _read_archive(Path(archive), source, tuple(kinds))
+    if found.payload is None:
+        raise RepositoryError(f"{source}: holds neither {meta.data!r} nor {meta.manifests!r}")
+    with found.payload:
+        if signature_type == "fingerprints":
+            used = _check_fingerprints(source, found.small, found.payload_sha256, fingerprints)
+        elif signature_type == "pubkey":
+            used = _check_pubkey(source, found.small.get("signature"), found.payload_sha256, pubkey)
+        else:
+            if found.small:
+                raise SignatureError(f"{source}: signed ({', '.join(sorted(found.small))}) but "
+                                     "signature_type is none; configure fingerprints or pubkey")
+            used = None
+        kind = kinds[found.payload_name]
+        context = f"{source}: {found.payload_name}"
+        rows = _data_rows(found.payload, context) if kind == "data" \
+            else _packagesite_rows(found.payload, context)
+        entries = _collect(rows, context)
+    return VerifiedCatalogue(source=source, payload_kind=kind, payload_sha256=found.payload_sha256,
+                             fingerprint=used, entries=MappingProxyType(entries))
+
+
+# -- signatures ------------------------------------------------------------------
+# RSA_verify(NID_sha1, <64-byte hex>, ...) of pubkey-mode repositories signed by
+# pkg before OpenSSL 3: a SHA-1 DigestInfo whose "digest" is the hex text itself.
+_LEGACY_DIGESTINFO = bytes.fromhex("304d300906052b0e03021a05000440")
+
+
+def signed_message(payload_sha256: str) -> bytes:
+    """What pkg signs: the ASCII hex sha256 of the payload (not the payload)."""
+    return payload_sha256.encode("ascii")
+
+
+def read_fingerprint(text: bytes, source: str) -> str:
+    """The sha256 hex in one trust-store file (``function: "sha256"`` UCL)."""
+    try:
+        doc = ucl.loads(text.decode("utf-8"), source)
+    except UnicodeDecodeError:
+        raise RepositoryError(f"{source}: not UTF-8 text") from None
+    fields = {key.lower(): value for key, value in doc.items()}
+    function, fingerprint = fields.get("function"), fields.get("fingerprint")
+    if not isinstance(function, str) or not isinstance(fingerprint, str):
+        raise RepositoryError(f"{source}: needs string keys 'function' and 'fingerprint'")
+    if function.lower() != "sha256":
+        raise RepositoryError(f"{source}: unsupported hashing function {function!r}")
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", fingerprint):
+        raise RepositoryError(f"{source}: fingerprint is not 64 hex digits")
+    return fingerprint.lower()
+
+
+def load_fingerprints(directory: Path) -> frozenset[str]:
+    """Every fingerprint in a ``trusted/`` or ``revoked/`` directory.
+
+    A missing directory is empty (pkg tolerates a missing ``revoked/``);
+    dot files are skipped; any other unreadable file is an error rather than
+    pkg's silent skip, because a broken trust store should stop a release.
+    """
+    if not directory.is_dir():
+        return frozenset()
+    found = set()
+    for path in sorted(directory.iterdir()):
+        if not path.name.startswith(".") and path.is_file():
+            found.add(read_fingerprint(path.read_bytes(), str(path)))
+    return frozenset(found)
+
+
+def _rsa_key(pem: bytes, source: str, what: str) -> rsa.RSAPublicKey:
+    try:
+        key = load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise SignatureError(f"{source}: cannot read {what} ({exc})") from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise SignatureError(f"{source}: {what} is not an RSA key")
+    return key
+
+
+def _verifies(key: rsa.RSAPublicKey, signature: bytes, payload_sha256: str, legacy: bool) -> bool:
+    try:
+        key.verify(signature, signed_message(payload_sha256), padding.PKCS1v15(), SHA256())
+        return True
+    except InvalidSignature:
+        pass
+    if legacy:
+        try:
+            recovered = key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
+        except InvalidSignature:
+            return False
+        return recovered == _LEGACY_DIGESTINFO + signed_message(payload_sha256)
+    return False
+
+
+def _check_fingerprints(source: str, members: dict[str, bytes], payload_sha256: str,
+                        fingerprints: Path | None) -> str:
+    """pkg_repo_check_fingerprint + rsa_verify_cert: revoked wins, one trusted
+    key whose signature verifies suffices.  Returns that key's fingerprint."""
+    if fingerprints is None:
+        raise SignatureError(f"{source}: signature_type fingerprints needs a fingerprints directory")
+    signers: dict[str, dict[str, bytes]] = {}
+    for name, data in members.items():
+        if name.endswith((".sig", ".pub")):
+            signers.setdefault(name[:-4], {})[name[-3:]] = data
+    if not any("sig" in parts for parts in signers.values()):
+        raise SignatureError(f"{source}: no signature in the archive (no <payload>.sig member)")
+    trusted = load_fingerprints(Path(fingerprints) / "trusted")
+    if not trusted:
+        raise SignatureError(f"{source}: no trusted fingerprints in {Path(fingerprints) / 'trusted'}")
+    revoked = load_fingerprints(Path(fingerprints) / "revoked")
+    candidates: list[tuple[str, bytes, bytes]] = []
+    for name in sorted(signers):
+        parts = signers[name]
+        if "sig" not in parts or "pub" not in parts:
+            have, want = ("sig", "pub") if "sig" in parts else ("pub", "sig")
+            raise SignatureError(f"{source}: {name}.{have} has no matching {name}.{want}")
+        fingerprint = hashlib.sha256(parts["pub"]).hexdigest()
+        if fingerprint in revoked:
+            raise SignatureError(f"{source}: key {fingerprint} is revoked")
+        if fingerprint in trusted:
+            candidates.append((fingerprint, parts["sig"], parts["pub"]))
+    if not candidates:
+        keys = ", ".join(hashlib.sha256(p["pub"]).hexdigest() for _, p in sorted(signers.items()))
+        raise SignatureError(f"{source}: signed by an untrusted key (sha256 {keys})")
+    for fingerprint, signature, pub in candidates:
+        if _verifies(_rsa_key(pub, source, f"key {fingerprint}"), signature, payload_sha256, legacy=False):
+            return fingerprint
+    raise SignatureError(f"{source}: signature does not verify (key sha256 {candidates[0][0]})")
+
+
+def _check_pubkey(source: str, signature: bytes | None, payload_sha256: str, pubkey: bytes | None) -> str:
+    """The ``signature`` member against the configured key; pkg drops the
+    trailing NUL that its signer appends.  Returns the key's fingerprint."""
+    if pubkey is None:
+        raise SignatureError(f"{source}: signature_type pubkey needs a public key")
+    if signature is None:
+        raise SignatureError(f"{source}: no signature in the archive (no 'signature' member)")
+    key = _rsa_key(pubkey, source, "the configured public key")
+    if len(signature) == (key.key_size + 7) // 8 + 1 and signature.endswith(b"\0"):
+        signature = signature[:-1]
+    if not _verifies(key, signature, payload_sha256, legacy=True):
+        raise SignatureError(f"{source}: signature does not verify against the configured public key")
+    return hashlib.sha256(pubkey).hexdigest()
+
+
+# -- payloads ------------------------------------------------------------------
+def _data_rows(payload: IO[bytes], context: str) -> Iterator[tuple[str, Any]]:
+    """The ``data`` payload: {"groups":[],"expired_packages":[],"packages":[...]}."""
+    try:
+        top = json.load(payload)
+    except UnicodeDecodeError as exc:
+        raise RepositoryError(f"{context}: not UTF-8 ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise RepositoryError(f"{context}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(top, dict) or not isinstance(top.get("packages"), list):
+        raise RepositoryError(f"{context}: expected a JSON object with a \"packages\" array")
+    for index, row in enumerate(top["packages"]):
+        yield f"package #{index + 1}", row
+
+
+def _packagesite_rows(payload: IO[bytes], context: str) -> Iterator[tuple[str, Any]]:
+    """``packagesite.yaml``: despite the name, one compact JSON manifest per line."""
+    for number, line in enumerate(payload, 1):
+        text = line.rstrip(b"\n")
+        if not text.strip():
+            raise RepositoryError(f"{context}: line {number}: empty line")
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RepositoryError(f"{context}: line {number}: invalid JSON: {exc.msg}") from None
+        except UnicodeDecodeError as exc:
+            raise RepositoryError(f"{context}: line {number}: not UTF-8 ({exc.reason})") from None
+        yield f"line {number}", row
+
+
+def _collect(rows: Iterator[tuple[str, Any]], context: str) -> dict[str, CatalogueEntry]:
+    entries: dict[str, CatalogueEntry] = {}
+    for label, row in rows:
+        entry = entry_from_manifest(row, context, label)
+        if entry.name in entries:
+            raise RepositoryError(f"{context}: {label}: duplicate package {entry.name}")
+        entries[entry.name] = entry
+    return dict(sorted(entries.items()))
+
+
+# -- entries ---------------------------------------------------------------------
+def entry_from_manifest(row: Any, context: str, label: str) -> CatalogueEntry:
+    """Validate one compact manifest plus repository fields (sum, path, pkgsize).
+
+    Errors say ``<context>: <label>: ...`` until the name is known and
+    ``<context>: package <name>: ...`` after, because the package name is what
+    a release engineer searches for.
+    """
+    if not isinstance(row, dict):
+        raise RepositoryError(f"{context}: {label}: expected a JSON object")
+    name = row.get("name")
+    if not isinstance(name, str) or not name:
+        raise RepositoryError(f"{context}: {label}: missing or empty field 'name'")
+    if "/" in name or any(c.isspace() for c in name):
+        raise RepositoryError(f"{context}: {label}: bad package name {name!r}")
+    here = f"{context}: package {name}"
+
+    def text(key: str, default: str | None = None) -> str:
+        value = row.get(key, default)
+        if value is None:
+            raise RepositoryError(f"{here}: missing field {key!r}")
+        if not isinstance(value, str):
+            raise RepositoryError(f"{here}: field {key!r} must be a string, not {value!r}")
+        return value
+
+    def count(key: str, default: int | None = None) -> int:
+        value = row.get(key, default)
+        if value is None:
+            raise RepositoryError(f"{here}: missing field {key!r}")
+        if type(value) is not int or value < 0:
+            raise RepositoryError(f"{here}: field {key!r} must be a non-negative integer, not {value!r}")
+        return value
+
+    abi, arch = text("abi", ""), text("arch", "")
+    if not abi and not arch:
+        raise RepositoryError(f"{here}: missing field 'abi'")
+    pkg_sum = text("sum")
+    try:
+        sum_kind(pkg_sum)
+    except IntegrityError:
+        raise RepositoryError(f"{here}: unrecognised sum {pkg_sum!r}") from None
+    return CatalogueEntry(
+        name=name, origin=text("origin"), version=text("version"), comment=text("comment", ""),
+        abi=abi, arch=arch, prefix=text("prefix", ""), sum=pkg_sum,
+        flatsize=count("flatsize", 0), pkgsize=count("pkgsize"), path=_repo_path(row, here),
+        licenselogic=text("licenselogic", "single"), licenses=_licenses(row, here),
+        deps=MappingProxyType(_deps(row, here)), annotations=MappingProxyType(_annotations(row, here)),
+        raw=row)
+
+
+def _repo_path(row: dict, here: str) -> str:
+    """``repopath`` (or its manifest spelling ``path``): relative, inside the repo."""
+    paths = {row[k] for k in ("repopath", "path") if k in row}
+    if len(paths) != 1:
+        raise RepositoryError(f"{here}: " + ("missing field 'path'" if not paths
+                                             else "'path' and 'repopath' disagree"))
+    path = paths.pop()
+    if not isinstance(path, str) or not path:
+        raise RepositoryError(f"{here}: field 'path' must be a non-empty string")
+    parts = path.split("/")
+    if path.startswith("/") or ".." in parts or "." in parts or "" in parts \
+            or any(c in path for c in "\\\0\n"):
+        raise RepositoryError(f"{here}: unsafe path {path!r} (must stay inside the repository)")
+    return path
+
+
+def _licenses(row: dict, here: str) -> tuple[str, ...]:
+    value = row.get("licenses", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RepositoryError(f"{here}: field 'licenses' must be a list of strings")
+    return tuple(value)
+
+
+def _deps(row: dict, here: str) -> dict[str, tuple[str, str]]:
+    value = row.get("deps", {})
+    if not isinstance(value, dict):
+        raise RepositoryError(f"{here}: field 'deps' must be an object")
+    deps: dict[str, tuple[str, str]] = {}
+    for dep, info in value.items():
+        if not isinstance(info, dict) or not isinstance(info.get("origin"), str) \
+                or not isinstance(info.get("version"), str):
+            raise RepositoryError(f"{here}: dependency {dep!r} needs string 'origin' and 'version'")
+        deps[dep] = (info["origin"], info["version"])
+    return deps
+
+
+def _annotations(row: dict, here: str) -> dict[str, str]:
+    value = row.get("annotations", {})
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise RepositoryError(f"{here}: field 'annotations' must map strings to strings")
+    return dict(value)
