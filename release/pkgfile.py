@@ -1,0 +1,653 @@
+"""pkg(8) package files (.pkg): a deterministic writer and a verifying streaming reader.
+
+A .pkg is a tar compressed with zstd (older: xz) holding ``+COMPACT_MANIFEST``,
+``+MANIFEST``, then the files at absolute paths, then the directories.  pkg
+writes it with libarchive's "restricted pax" format: plain ustar headers, plus
+a pax extended header only when ustar cannot say something (long or non-ASCII
+names, file flags such as ``schg``).  The writer reproduces those headers byte
+for byte; the reader checks every member against the manifest while the bytes
+stream past, so a layer built from a package never contains unverified data.
+"""
+from __future__ import annotations
+
+import bz2
+import contextlib
+import dataclasses
+import gzip
+import hashlib
+import lzma
+import os
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Literal
+
+import zstandard
+
+from .errors import InputError, PackageError
+from .fsutil import atomic_output
+from .pkgmanifest import (Expected, build_manifests, check_path, encode_manifest, fflags_bits,
+                          fflags_text, file_tables, index_manifest, parse_manifest, resolve_metadata,
+                          symlink_sum_input)
+from .sums import Summer, sum_kind, zbase32
+
+BLOCK = 512
+Kind = Literal["file", "dir", "symlink", "hardlink"]
+KINDS = ("file", "dir", "symlink", "hardlink")
+_TYPEFLAG = {"file": b"0", "hardlink": b"1", "symlink": b"2", "dir": b"5"}
+_USTAR_SIZE_LIMIT = 8 ** 11         # 11 octal digits
+# libarchive adds a pax mtime record from 2**31-1 (3.6) or 8**11-1 (3.7.5+): stay below both.
+_MTIME_LIMIT = 0x7FFFFFFF
+_CHUNK = 1 << 20
+MAX_METADATA = 256 << 20            # a +MANIFEST bigger than this is not a pkgbase package
+
+
+@dataclass(frozen=True)
+class Member:
+    """One path to put in a package; *target* is a symlink's target or a hardlink's source path."""
+
+    path: str
+    kind: Kind
+    mode: int
+    uname: str = "root"
+    gname: str = "wheel"
+    data: bytes = b""
+    target: str = ""
+    mtime: int = 0
+    fflags: str = ""
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    """What a catalogue needs about a written package: both sums, size and the manifests."""
+
+    sha256: str
+    pkg2: str
+    size: int
+    manifest: dict
+    compact: dict
+
+
+@dataclass(frozen=True)
+class PkgEntry:
+    """One archive member as pkg would install it (owner and mode already resolved).
+
+    *target* is a symlink's target or, for a hardlink, the earlier file whose
+    contents it shares (a hardlink carries no data of its own: size 0).
+    """
+
+    path: str
+    kind: Kind
+    mode: int
+    uname: str
+    gname: str
+    mtime: int
+    size: int
+    target: str
+    fflags: str
+    config: bool
+
+
+# --- tar headers as libarchive's restricted pax writer makes them ------------
+
+def _ustar_split(name: bytes) -> tuple[bytes, bytes] | None:
+    """(prefix, name) for a ustar header, split at a '/' the way libarchive does."""
+    if len(name) <= 100:
+        return b"", name
+    cut = name.find(b"/", len(name) - 101)
+    if cut == 0:
+        cut = name.find(b"/", 1)
+    if cut < 0 or cut == len(name) - 1 or cut > 155:
+        return None
+    return name[:cut], name[cut + 1:]
+
+
+def _ustar_stand_in(src: bytes, insert: bytes | None) -> bytes:
+    """libarchive's build_ustar_entry_name() (3.6+ limits): a ustar-sized name keeping leading dirs."""
+    if len(src) < 100 and insert is None:
+        return src
+    suffix_length = 98 - (0 if insert is None else len(insert) + 2)
+    end, need_slash = len(src), False
+    while True:
+        if end > 0 and src[end - 1] == 0x2F:
+            end, need_slash = end - 1, True
+        elif end > 1 and src[end - 1] == 0x2E and src[end - 2] == 0x2F:
+            end, need_slash = end - 2, True
+        else:
+            break
+    if need_slash:
+        suffix_length -= 1
+    filename = max(end - 1, 0)
+    while filename > 0 and src[filename] != 0x2F:
+        filename -= 1
+    if src[filename:filename + 1] == b"/" and filename < end - 1:
+        filename += 1
+    filename_end = min(end, filename + suffix_length)
+    suffix_length -= filename_end - filename
+    prefix_end = min(154, filename)
+    while prefix_end > 0 and src[prefix_end] != 0x2F:
+        prefix_end -= 1
+    if prefix_end < filename and src[prefix_end] == 0x2F:
+        prefix_end += 1
+    suffix_end = max(min(prefix_end + suffix_length, filename), prefix_end)
+    while suffix_end > prefix_end and src[suffix_end] != 0x2F:
+        suffix_end -= 1
+    if suffix_end < filename and src[suffix_end] == 0x2F:
+        suffix_end += 1
+    return (src[:prefix_end] + src[prefix_end:suffix_end] + (insert + b"/" if insert else b"")
+            + src[filename:filename_end] + (b"/" if need_slash else b""))
+
+
+def _pax_header_name(src: bytes) -> bytes:
+    """libarchive's build_pax_attribute_name(): "dir/PaxHeader/file"."""
+    if not src:
+        return b"PaxHeader/blank"
+    end = len(src)
+    while True:
+        if end > 0 and src[end - 1] == 0x2F:
+            end -= 1
+        elif end > 1 and src[end - 1] == 0x2E and src[end - 2] == 0x2F:
+            end -= 1
+        else:
+            break
+    if end == 0:
+        return b"/PaxHeader/rootdir"
+    if src[:1] == b"." and end == 1:
+        return b"PaxHeader/currentdir"
+    return _ustar_stand_in(src[:end], b"PaxHeader")
+
+
+def _pax_record(key: str, value: bytes) -> bytes:
+    body = b" " + key.encode() + b"=" + value + b"\n"
+    digits = len(str(len(body)))
+    if len(body) + digits >= 10 ** digits:
+        digits += 1
+    return str(len(body) + digits).encode() + body
+
+
+def _ustar_header(name: bytes, typeflag: bytes, mode: int, size: int, mtime: int,
+                  uname: bytes, gname: bytes, linkname: bytes = b"") -> bytes:
+    split = _ustar_split(name)
+    if split is None:
+        raise PackageError(f"{name.decode(errors='replace')}: name does not fit a ustar header")
+    prefix, base = split
+    h = bytearray(BLOCK)
+    h[0:len(base)] = base
+    h[100:108] = b"%06o \0" % (mode & 0o7777)
+    h[108:124] = b"000000 \x00000000 \x00"            # uid, gid: what a root build writes
+    h[124:136] = b"%011o " % size
+    h[136:148] = b"%011o " % mtime
+    h[148:156] = b" " * 8
+    h[156:157] = typeflag
+    h[157:157 + len(linkname)] = linkname
+    h[257:265] = b"ustar\x0000"
+    h[265:265 + min(len(uname), 32)] = uname[:32]
+    h[297:297 + min(len(gname), 32)] = gname[:32]
+    h[329:345] = b"000000 \x00000000 \x00"            # devmajor, devminor
+    h[345:345 + len(prefix)] = prefix
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+def tar_header(m: Member) -> bytes:
+    """The header block(s) pkg's libarchive writes for *m*: an optional 'x' block, then ustar."""
+    enc = "surrogateescape"
+    path = m.path.encode("utf-8", enc)
+    if m.kind == "dir" and not path.endswith(b"/"):
+        path += b"/"
+    uname, gname = m.uname.encode("utf-8", enc), m.gname.encode("utf-8", enc)
+    link = m.target.encode("utf-8", enc) if m.kind in ("symlink", "hardlink") else b""
+    records, name = [], path
+    if not path.isascii() or _ustar_split(path) is None:
+        records.append(_pax_record("path", path))
+        name = _ustar_stand_in(path, None)
+    if link and (len(link) > 100 or not link.isascii()):
+        records.append(_pax_record("linkpath", link))
+        if len(link) > 100:
+            link = b"././@LongHardLink" if m.kind == "hardlink" else b"././@LongSymLink"
+    for key, value in (("gname", gname), ("uname", uname)):
+        if len(value) > 31 or not value.isascii():
+            records.append(_pax_record(key, value))
+    if m.fflags:
+        records.append(_pax_record("SCHILY.fflags", m.fflags.encode()))
+    main = _ustar_header(name, _TYPEFLAG[m.kind], m.mode, len(m.data), m.mtime, uname, gname, link)
+    if not records:
+        return main
+    pax = b"".join(records)
+    x = _ustar_header(_pax_header_name(name), b"x", m.mode & 0o777, len(pax), m.mtime, uname, gname)
+    return x + pax + _padding(len(pax)) + main
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+# --- writing ---------------------------------------------------------------
+
+class _HashingSink:
+    """File-like sink that hashes the compressed bytes on their way to disk."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.summer = out, Summer()
+
+    def write(self, data) -> int:
+        self.summer.update(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def _check_member(m: Member, where: str, earlier_files: dict) -> str:
+    """Validate one Member; returns its canonical flags text."""
+    at = f"{where}: {m.path}"
+    if m.kind not in KINDS:
+        raise PackageError(f"{at}: unknown member kind {m.kind!r}")
+    reason = check_path(m.path, m.kind == "dir")
+    if reason:
+        raise PackageError(f"{at}: {reason}")
+    if not 0 <= m.mode <= 0o7777:
+        raise PackageError(f"{at}: mode {m.mode:#o} is not a permission mode")
+    if not m.uname or not m.gname:
+        raise PackageError(f"{at}: owner and group names are required")
+    if not 0 <= m.mtime < _MTIME_LIMIT:
+        raise PackageError(f"{at}: mtime {m.mtime} out of range (0 .. 2**31-2)")
+    if m.data and m.kind != "file":
+        raise PackageError(f"{at}: only regular files carry data")
+    if len(m.data) >= _USTAR_SIZE_LIMIT:
+        raise PackageError(f"{at}: file too large for a ustar header")
+    if m.kind == "symlink" and (not m.target or "\0" in m.target):
+        raise PackageError(f"{at}: symlink needs a target")
+    source = earlier_files.get(m.target) if m.kind == "hardlink" else None
+    if m.kind == "hardlink" and (source is None or source.kind != "file"):
+        raise PackageError(f"{at}: hardlink to {m.target!r}, which is not an earlier file")
+    try:
+        return fflags_text(fflags_bits(m.fflags))
+    except ValueError as exc:
+        raise PackageError(f"{at}: {exc}") from None
+
+
+def _compressor(sink: _HashingSink, compression: str, level: int):
+    """(write, finish) callables feeding *sink* through the chosen compressor, single-threaded."""
+    if compression == "zstd":
+        writer = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True,
+                                          write_content_size=False).stream_writer(sink, closefd=False)
+
+        def finish() -> None:
+            writer.flush(zstandard.FLUSH_FRAME)
+            writer.close()
+        return writer.write, finish
+    # xz: pkg's libarchive default preset is 6; the zstd-scale default 19 means "default".
+    comp = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64,
+                               preset=level if 0 <= level <= 9 else 6)
+    return (lambda data: sink.write(comp.compress(data))), (lambda: sink.write(comp.flush()))
+
+
+def write_package(dest: Path, manifest: dict, members: list[Member], *, generation: str,
+                  compression: str = "zstd", level: int = 19) -> PackageInfo:
+    """Write a .pkg the way pkg-create(8) lays it out; same inputs give the same bytes.
+
+    *manifest* holds the package fields (name, origin, version, ..., plain-text
+    scripts, config paths); files, directories and flatsize are computed from
+    *members*.  Numeric owners are 0 and nothing comes from the host clock.
+    *level* is the zstd level (pkg's default is 19); for xz a level outside
+    0-9 means xz's default preset 6, which is what pkg gets from libarchive.
+    """
+    dest = Path(dest)
+    where = dest.name
+    if generation not in ("old", "new"):
+        raise InputError(f"{where}: unknown manifest generation {generation!r}")
+    if compression not in ("zstd", "xz"):
+        raise InputError(f"{where}: unknown package compression {compression!r}")
+    files, dirs, seen = [], [], {}
+    for m in members:
+        m = dataclasses.replace(m, fflags=_check_member(m, where, seen))
+        if m.path in seen:
+            raise PackageError(f"{where}: {m.path}: listed twice")
+        seen[m.path] = m
+        (dirs if m.kind == "dir" else files).append(m)
+    for path in manifest.get("config") or []:
+        if getattr(seen.get(path), "kind", None) != "file":
+            raise PackageError(f"{where}: config file {path!r} is not a regular file member")
+    ftable, dtable, flatsize = file_tables(files, dirs, generation)
+    compact, full = build_manifests(manifest, ftable, dtable, flatsize, where)
+    with atomic_output(dest) as out:
+        sink = _HashingSink(out)
+        write, finish = _compressor(sink, compression, level)
+        for name, obj in (("+COMPACT_MANIFEST", compact), ("+MANIFEST", full)):
+            data = encode_manifest(obj, where)
+            write(_ustar_header(name.encode(), b"0", 0o644, len(data), 0, b"root", b"wheel"))
+            write(data + _padding(len(data)))
+        for m in files + dirs:
+            write(tar_header(m))
+            view = memoryview(m.data)
+            for start in range(0, len(view), _CHUNK):
+                write(view[start:start + _CHUNK])
+            write(_padding(len(m.data)))
+        write(b"\0" * (2 * BLOCK))
+        finish()
+    summer = sink.summer
+    return PackageInfo(summer.sha256_hex, summer.pkg2, summer.size,
+                       parse_manifest(encode_manifest(full, where), where),
+                       parse_manifest(encode_manifest(compact, where), where))
+
+
+# --- reading ---------------------------------------------------------------
+
+_ARCHIVE_ERRORS = (tarfile.TarError, zstandard.ZstdError, lzma.LZMAError, EOFError, OSError, zlib.error)
+
+
+@contextlib.contextmanager
+def _as_package_error(name: str) -> Iterator[None]:
+    """Turn decompressor and tar failures into one-line PackageErrors naming the package."""
+    try:
+        yield
+    except _ARCHIVE_ERRORS as exc:
+        raise PackageError(f"{name}: corrupt or truncated archive ({exc or type(exc).__name__})") from None
+
+
+class _Prepend:
+    """A read()-only stream with sniffed magic bytes pushed back in front."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self.head, self.raw = head, raw
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            data, self.head = (self.head, b"") if size < 0 or size >= len(self.head) else \
+                (self.head[:size], self.head[size:])
+            return data
+        return self.raw.read(size)
+
+
+class _ZstdFrames:
+    """Follows the zstd frame layout of the compressed bytes passing through read().
+
+    python-zstandard's stream reader reports a truncated frame as a clean end
+    of data; walking block headers (cheap, no decompression) tells a complete
+    stream from a cut one.
+    """
+
+    def __init__(self, raw) -> None:
+        self.raw, self.frames = raw, 0
+        self._state, self._need, self._buf, self._skip, self._checksum = "magic", 4, b"", 0, False
+
+    @property
+    def complete(self) -> bool:
+        return self.frames > 0 and self._state == "magic" and not self._buf and not self._skip
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        pos = 0
+        while pos < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - pos)
+                self._skip -= step
+                pos += step
+                continue
+            take = min(self._need - len(self._buf), len(data) - pos)
+            self._buf += data[pos:pos + take]
+            pos += take
+            if len(self._buf) == self._need:
+                self._advance(int.from_bytes(self._buf, "little"))
+                self._buf = b""
+        return data
+
+    def _advance(self, value: int) -> None:
+        if self._state == "magic":
+            if value == 0xFD2FB528:
+                self._state, self._need = "descriptor", 1
+            elif 0x184D2A50 <= value <= 0x184D2A5F:
+                self._state, self._need = "skippable", 4
+            else:
+                raise zstandard.ZstdError("data after the zstd frame")
+        elif self._state == "skippable":
+            self._state, self._need, self._skip = "magic", 4, value
+        elif self._state == "descriptor":
+            single = value >> 5 & 1
+            self._checksum = bool(value & 4)
+            self._skip = (1 - single) + (0, 1, 2, 4)[value & 3] + (single, 2, 4, 8)[value >> 6]
+            self._state, self._need = "block", 3
+        else:
+            last, kind, size = value & 1, value >> 1 & 3, value >> 3
+            if kind == 3:
+                raise zstandard.ZstdError("reserved zstd block type")
+            self._skip = 1 if kind == 1 else size
+            if last:
+                self._skip += 4 if self._checksum else 0
+                self.frames += 1
+                self._state, self._need = "magic", 4
+
+
+def _decompressing(raw: BinaryIO):
+    """(decompressed stream, zstd frame walker or None) for a .pkg of any compression pkg wrote."""
+    head = raw.read(6)
+    src = _Prepend(head, raw)
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        frames = _ZstdFrames(src)
+        return zstandard.ZstdDecompressor().stream_reader(frames, read_size=1 << 16, closefd=False), frames
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(src), None
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=src), None
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(src), None
+    return src, None
+
+
+class _VerifiedStream:
+    """A member's contents; the manifest sum is checked as soon as the last byte is read."""
+
+    def __init__(self, src: BinaryIO, size: int, expected: str, at: str, name: str) -> None:
+        self._src, self._left, self._expected, self._at, self._name = src, size, expected, at, name
+        self._kind = sum_kind(expected)
+        self._hash = hashlib.sha256() if self._kind == "sha256" else hashlib.blake2b(digest_size=64)
+        self.actual: str | None = None
+        self._check_at_end()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(_CHUNK), b""))
+        with _as_package_error(self._name):
+            data = self._src.read(min(size, self._left))
+        if size and self._left and not data:
+            raise PackageError(f"{self._at}: archive ends inside the file")
+        self._hash.update(data)
+        self._left -= len(data)
+        self._check_at_end()
+        return data
+
+    def _check_at_end(self) -> None:
+        if self._left or self.actual is not None:
+            return
+        digest = self._hash.digest()
+        self.actual = digest.hex() if self._kind == "sha256" else "2$" + zbase32(digest)
+        if self.actual != self._expected.removeprefix("1$"):
+            raise PackageError(f"{self._at}: contents do not match the manifest sum")
+
+    def finish(self) -> None:
+        """Read (and so verify) whatever the consumer left unread."""
+        while self._left:
+            self.read(_CHUNK)
+
+
+def _kind(ti: tarfile.TarInfo) -> tuple[str | None, str]:
+    """(kind, "") for what a package may hold, else (None, why not)."""
+    if ti.issparse() or ti.type == tarfile.GNUTYPE_SPARSE or \
+            any(k.startswith("GNU.sparse.") for k in ti.pax_headers):
+        return None, "sparse file"
+    kind = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
+            tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink", tarfile.DIRTYPE: "dir"}.get(ti.type)
+    if kind:
+        return kind, ""
+    return None, {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",
+                  tarfile.FIFOTYPE: "fifo"}.get(ti.type, f"member type {ti.type!r}")
+
+
+class PackageReader:
+    """One pass over a .pkg: manifests up front, then entries() streams and verifies the members."""
+
+    def __init__(self, raw: BinaryIO, name: str, owns: bool) -> None:
+        self.name, self._raw, self._owns, self._started = name, raw, owns, False
+        try:
+            with _as_package_error(name):
+                self._stream, self._frames = _decompressing(raw)
+                self._tar = tarfile.open(fileobj=self._stream, mode="r|", encoding="utf-8",
+                                         errors="surrogateescape")
+                self._pending = self._read_metadata()
+            self._index = index_manifest(self.manifest, name)
+        except BaseException:
+            self.close()
+            raise
+        self.generation: str = self._index.generation
+        self.scripts: dict = self._index.scripts
+        self.config_files: set = set(self._index.config_files)
+
+    def __enter__(self) -> "PackageReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns:
+            self._raw.close()
+
+    def _next(self) -> tarfile.TarInfo | None:
+        ti = self._tar.next()
+        self._tar.members.clear()  # stream mode needs no index; keep memory flat
+        return ti
+
+    def _read_metadata(self) -> tarfile.TarInfo | None:
+        """Read the leading '+' members; return the first member after them."""
+        found: dict[str, dict] = {}
+        ti = self._next()
+        while ti is not None and ti.name.startswith("+"):
+            if ti.name not in ("+MANIFEST", "+COMPACT_MANIFEST") or ti.name in found or not ti.isreg():
+                raise PackageError(f"{self.name}: {ti.name}: unexpected metadata member")
+            if ti.size > MAX_METADATA:
+                raise PackageError(f"{self.name}: {ti.name}: {ti.size} bytes is too large")
+            data = self._tar.extractfile(ti).read()
+            found[ti.name] = parse_manifest(data, f"{self.name}: {ti.name}")
+            ti = self._next()
+        if "+MANIFEST" not in found:
+            if ti is None:
+                self._drain()
+            raise PackageError(f"{self.name}: no +MANIFEST before the first file")
+        self.manifest: dict = found["+MANIFEST"]
+        self.compact: dict | None = found.get("+COMPACT_MANIFEST")
+        return ti
+
+    def _drain(self) -> None:
+        """Read to the end of the compressed data so truncation and bad checksums surface."""
+        with _as_package_error(self.name):
+            while self._stream.read(_CHUNK):
+                pass
+            if self._frames is not None:
+                while self._frames.read(_CHUNK):
+                    pass
+                if not self._frames.complete:
+                    raise PackageError(f"{self.name}: corrupt or truncated archive (zstd frame cut short)")
+
+    def entries(self) -> Iterator[tuple[PkgEntry, "_VerifiedStream | None"]]:
+        """Yield (entry, stream) in archive order; stream is None except for regular files.
+
+        Read a stream before asking for the next entry: unread bytes are read
+        and verified then, and a sum mismatch raises PackageError there.  Only
+        an iteration run to its end has also checked that nothing listed in the
+        manifest is missing and that the compressed data is complete.
+        """
+        if self._started:
+            raise PackageError(f"{self.name}: entries() can stream the archive only once")
+        self._started = True
+        seen: set[str] = set()
+        file_sums: dict[str, str] = {}
+        ti = self._pending
+        while ti is not None:
+            entry, stream = self._entry(ti, seen, file_sums)
+            yield entry, stream
+            if stream is not None:
+                stream.finish()
+                file_sums[entry.path] = stream.actual
+            with _as_package_error(self.name):
+                ti = self._next()
+        self._drain()
+        missing = [p for p in self._index.entries if p not in seen]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise PackageError(f"{self.name}: {missing[0]}: listed in the manifest but missing "
+                               f"from the archive{more}")
+
+    def _entry(self, ti: tarfile.TarInfo, seen: set, file_sums: dict):
+        kind, why_not = _kind(ti)
+        path = "/" if kind == "dir" and ti.name == "" else ti.name
+        at = f"{self.name}: {path}"
+        if kind is None:
+            raise PackageError(f"{at}: {why_not} cannot be installed from a package")
+        reason = check_path(path, kind == "dir")
+        if reason:
+            raise PackageError(f"{at}: {reason}")
+        expected = self._index.entries.get(path)
+        if expected is None:
+            raise PackageError(f"{at}: not listed in the manifest")
+        if path in seen:
+            raise PackageError(f"{at}: appears twice in the archive")
+        if expected.is_dir != (kind == "dir"):
+            listed = "directory" if expected.is_dir else "file"
+            raise PackageError(f"{at}: a {kind} in the archive but a {listed} in the manifest")
+        seen.add(path)
+        stream = self._check_content(ti, kind, expected, at, file_sums)
+        return self._resolve(ti, kind, path, expected, at), stream
+
+    def _check_content(self, ti, kind: str, expected: Expected, at: str, file_sums: dict):
+        if expected.symlink_target is not None and (kind != "symlink" or ti.linkname != expected.symlink_target):
+            raise PackageError(f"{at}: symlink target differs from the manifest")
+        if kind == "symlink":
+            if not _sum_matches(symlink_sum_input(ti.linkname), expected.sum):
+                raise PackageError(f"{at}: symlink target does not match the manifest sum")
+        elif kind == "hardlink":
+            source = file_sums.get(ti.linkname)
+            if source is None:
+                raise PackageError(f"{at}: hardlink to {ti.linkname!r}, which is not an earlier file")
+            if source != expected.sum.removeprefix("1$"):
+                raise PackageError(f"{at}: hardlink contents do not match the manifest sum")
+        elif kind == "file":
+            with _as_package_error(self.name):
+                src = self._tar.extractfile(ti)
+            return _VerifiedStream(src, ti.size, expected.sum, at, self.name)
+        return None
+
+    def _resolve(self, ti, kind: str, path: str, expected: Expected, at: str) -> PkgEntry:
+        header = dict(uname=ti.uname, gname=ti.gname, mode=ti.mode, mtime=ti.mtime,
+                      fflags=ti.pax_headers.get("SCHILY.fflags", ""))
+        return PkgEntry(path=path, kind=kind, size=ti.size if kind == "file" else 0,
+                        target=ti.linkname if kind in ("symlink", "hardlink") else "",
+                        config=path in self.config_files, **resolve_metadata(expected, header, at))
+
+
+def _sum_matches(data: bytes, expected: str) -> bool:
+    summer = Summer()
+    summer.update(data)
+    return summer.matches(expected)
+
+
+def open_package(path_or_fileobj: str | os.PathLike | BinaryIO, name_for_errors: str) -> PackageReader:
+    """Open a .pkg for one streaming pass; the manifests are read and checked here."""
+    if isinstance(path_or_fileobj, (str, os.PathLike)):
+        try:
+            raw = open(path_or_fileobj, "rb")
+        except OSError as exc:
+            raise PackageError(f"{name_for_errors}: cannot open ({exc.strerror})") from None
+        return PackageReader(raw, name_for_errors, owns=True)
+    return PackageReader(path_or_fileobj, name_for_errors, owns=False)
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The parsed +MANIFEST, reading only the leading metadata members (catalogue builds)."""
+    with open_package(path, Path(path).name) as reader:
+        return reader.manifest
