@@ -62,6 +62,10 @@ class FetchStats:
             self.retries += retries
 
 
+class NotFound(FetchError):
+    """The server (or the file system) has no such file: callers may try another name."""
+
+
 @dataclass(frozen=True)
 class DownloadJob:
     """One package to fetch: where from, where to, and what the catalogue promised."""
@@ -196,7 +200,8 @@ class Fetcher:
             raise _Transient(f"HTTP {status} {resp.reason}")
         if not 200 <= status < 300:
             detail = "not found (HTTP 404)" if status == 404 else f"HTTP {status} {resp.reason}"
-            raise FetchError(f"{name}: {detail} ({url})" if name else f"{url}: {detail}")
+            error = NotFound if status == 404 else FetchError
+            raise error(f"{name}: {detail} ({url})" if name else f"{url}: {detail}")
 
     def _body(self, resp: requests.Response) -> Iterator[bytes]:
         """The body as it arrives; read1 hands over every byte received before a break."""
@@ -274,7 +279,7 @@ class Fetcher:
         try:
             st = source.stat()
         except FileNotFoundError:
-            raise FetchError(f"{url}: not found") from None
+            raise NotFound(f"{url}: not found") from None
         except OSError as e:
             raise FetchError(f"{url}: {_cause(e)}") from None
         self.stats.add(requests=1)
@@ -294,7 +299,8 @@ class Fetcher:
                  expected_size: int | None) -> None:
         """Fetch a package to *dest*, resuming, verifying, then renaming into place.
 
-        A partial left by an earlier run is resumed.  If bytes from an earlier
+        A partial left by an earlier (killed) run is resumed; a download that
+        gives up removes its partial, so failures leave no file behind.  If bytes from an earlier
         response fail verification, the download is redone once from zero (the
         file may have changed on the mirror in between); a fresh download that
         does not match is tampered with: IntegrityError, and the partial goes.
@@ -306,10 +312,16 @@ class Fetcher:
         sum_kind(job.expected_sum)  # reject an unknown spelling before any traffic
         job.dest.parent.mkdir(parents=True, exist_ok=True)
         partial = _Partial(partial_path(job.dest), job.expected_size, progress)
-        self._transfer(job, partial)
-        if partial.resumed and not partial.matches(job):
-            partial.restart()
+        try:
             self._transfer(job, partial)
+            if partial.resumed and not partial.matches(job):
+                partial.restart()
+                self._transfer(job, partial)
+        except FetchError:
+            # A run that gives up leaves nothing behind; only a killed run leaves a
+            # partial, and the next run resumes it.
+            partial.discard()
+            raise
         if not partial.matches(job):
             actual = partial.summer.spelling(sum_kind(job.expected_sum))
             size = partial.summer.size
@@ -508,7 +520,7 @@ def _open_local(path: Path, url: str) -> IO[bytes]:
     try:
         return open(path, "rb")
     except FileNotFoundError:
-        raise FetchError(f"{url}: not found") from None
+        raise NotFound(f"{url}: not found") from None
     except OSError as e:
         raise FetchError(f"{url}: {_cause(e)}") from None
 

@@ -289,6 +289,18 @@ class SrcMirror:
         except KeyError:
             raise InputError(f"{self.url}: no {clean} in src commit {commit}") from None
 
+    def object_id(self, commit: str, path: str) -> str | None:
+        """Git object id of *path* in *commit* (blob or tree), None when it is absent.
+
+        Content identity without reading content: a layer built from these
+        files depends on their ids, not on the commit that happens to carry them.
+        """
+        try:
+            obj, _ = self._entry(commit, path)
+        except InputError:
+            return None
+        return str(obj.id)
+
     def read_file(self, commit: str, path: str) -> bytes:
         """Contents of the regular file *path* in *commit*, straight from the blob."""
         obj, clean = self._entry(commit, path)

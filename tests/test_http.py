@@ -195,23 +195,28 @@ def test_download_resumes_after_a_reset_mid_body(repo_server: RepoServer, fetche
     assert fetcher.stats.retries == 1 and fetcher.stats.bytes == len(data)
 
 
-def test_download_truncated_body_keeps_the_correct_prefix(repo_server: RepoServer, fetcher: Fetcher,
-                                                          tmp_path: Path) -> None:
+def test_download_truncated_body_leaves_nothing_behind(repo_server: RepoServer, fetcher: Fetcher,
+                                                       tmp_path: Path) -> None:
     data = payload(4096)
     url = publish(repo_server, f"{PKG}.pkg", data)
     repo_server.truncate(f"/{PKG}.pkg", after_bytes=1000)
     dest = tmp_path / f"{PKG}.pkg"
     with pytest.raises(FetchError, match=rf"{PKG}: download incomplete, 1000 of 4096 bytes arrived in 3 attempts"):
         fetcher.download(url, dest, name=PKG, expected_sum=sha256_sum(data), expected_size=len(data))
-    assert not dest.exists()
-    assert partial_path(dest).read_bytes() == data[:1000]
+    assert not dest.exists() and not partial_path(dest).exists()
+    assert list(tmp_path.iterdir()) == []
     assert [r.headers["Range"] for r in repo_server.requests] == [None, "bytes=1000-", "bytes=1000-"]
 
-    # the mirror recovers: the next run resumes from the kept prefix
-    repo_server.truncate(f"/{PKG}.pkg", after_bytes=len(data))
+
+def test_download_resumes_the_partial_of_a_killed_run(repo_server: RepoServer, fetcher: Fetcher,
+                                                      tmp_path: Path) -> None:
+    data = payload(4096)
+    url = publish(repo_server, f"{PKG}.pkg", data)
+    dest = tmp_path / f"{PKG}.pkg"
+    partial_path(dest).write_bytes(data[:1000])      # what a SIGKILLed run leaves
     fetcher.download(url, dest, name=PKG, expected_sum=sha256_sum(data), expected_size=len(data))
     assert dest.read_bytes() == data and not partial_path(dest).exists()
-    assert repo_server.requests[-1].headers["Range"] == "bytes=1000-"
+    assert [r.headers["Range"] for r in repo_server.requests] == ["bytes=1000-"]
 
 
 def test_download_short_body_without_a_size_fails_verification(repo_server: RepoServer, fetcher: Fetcher,

@@ -1,0 +1,17 @@
+"""doit entry point: `doit list` shows the tasks, `doit build:demo` builds the demo release.
+
+Only configuration and task imports live here; tasks/ turns config.toml into
+tasks, release/ does the work.
+"""
+from tasks.common import WS
+from tasks.prepare import task_demo, task_download, task_fetch, task_lock  # noqa: F401
+from tasks.build import task_build  # noqa: F401
+from tasks.reporter import OneLineReporter
+
+DOIT_CONFIG = {
+    "dep_file": str(WS.root / ".doit.db"),
+    "backend": "sqlite3",
+    "default_tasks": ["build:demo"],
+    "reporter": OneLineReporter,
+    "verbosity": 1,
+}

@@ -1,0 +1,125 @@
+"""A pkgbase repository as the pipeline sees it: a verified catalogue on disk.
+
+fetch_catalogue() keeps <work>/repos/<release>/<arch>/ in step with the remote:
+
+- an unchanged repository costs ONE conditional request (the catalogue archive
+  found last time, answered 304);
+- otherwise meta.conf is read (pkg's defaults when a repository has none), the
+  catalogue candidates are tried in pkg's order (data, then packagesite; .pkg,
+  then the packing format), the archive's signature is checked and its entries
+  parsed;
+- the result is catalogue.json, rewritten only when its content changes, so the
+  lock task (which depends on it) does not rerun for a new ETag on equal bytes.
+
+A catalogue that fails verification is deleted together with its validators, so
+the next run fetches and checks it again instead of trusting a 304.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .catalogue import RepoMeta, catalogue_candidates, open_catalogue, parse_meta
+from .errors import ReleaseError, RepositoryError
+from .fsutil import pretty_json, read_json, write_if_changed
+from .http import Fetcher, NotFound, sidecar_path
+
+log = logging.getLogger(__name__)
+
+STATE = "state.json"
+CATALOGUE_JSON = "catalogue.json"
+
+
+@dataclass(frozen=True)
+class Trust:
+    """How a release's catalogues are verified."""
+    signature_type: str
+    fingerprints: Path | None = None
+    pubkey: bytes | None = None
+
+
+def fetch_catalogue(fetcher: Fetcher, url: str, dest: Path, trust: Trust) -> bool:
+    """Refresh the verified catalogue of the repository at *url* into *dest*.
+
+    Returns True when catalogue.json changed.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    state = _read_state(dest / STATE, url)
+    catalogue_json = dest / CATALOGUE_JSON
+    if state and catalogue_json.is_file():
+        archive = state["archive"]
+        try:
+            if not fetcher.fetch_conditional(f"{url}/{archive}", dest / archive):
+                return False                       # the one small request of an unchanged repository
+            meta = _load_meta(dest, state)
+            return _verify_and_store(url, dest, archive, meta, trust)
+        except NotFound:
+            log.info("%s/%s is gone; reading meta.conf again", url, archive)
+    meta, meta_name = _fetch_meta(fetcher, url, dest)
+    for archive in catalogue_candidates(meta):
+        try:
+            fetcher.fetch_conditional(f"{url}/{archive}", dest / archive)
+        except NotFound:
+            continue
+        changed = _verify_and_store(url, dest, archive, meta, trust)
+        write_if_changed(dest / STATE, pretty_json({"url": url, "archive": archive, "meta": meta_name}))
+        return changed
+    raise RepositoryError(f"{url}: no catalogue found (tried {', '.join(catalogue_candidates(meta))})")
+
+
+def _read_state(path: Path, url: str) -> dict | None:
+    try:
+        state = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or state.get("url") != url or not state.get("archive"):
+        return None
+    return state
+
+
+def _fetch_meta(fetcher: Fetcher, url: str, dest: Path) -> tuple[RepoMeta, str | None]:
+    """meta.conf, else the older name `meta`, else pkg's built-in defaults."""
+    for name in ("meta.conf", "meta"):
+        try:
+            fetcher.fetch_conditional(f"{url}/{name}", dest / name)
+        except NotFound:
+            continue
+        return parse_meta((dest / name).read_bytes(), f"{url}/{name}"), name
+    return RepoMeta(), None
+
+
+def _load_meta(dest: Path, state: dict) -> RepoMeta:
+    name = state.get("meta")
+    if not name:
+        return RepoMeta()
+    return parse_meta((dest / name).read_bytes(), name)
+
+
+def _verify_and_store(url: str, dest: Path, archive: str, meta: RepoMeta, trust: Trust) -> bool:
+    source = f"{url}/{archive}"
+    try:
+        verified = open_catalogue(dest / archive, source, signature_type=trust.signature_type,
+                                  fingerprints=trust.fingerprints, pubkey=trust.pubkey, meta=meta)
+    except ReleaseError:
+        for stale in (dest / archive, sidecar_path(dest / archive)):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        raise
+    document = {
+        "repository": url,
+        "archive": archive,
+        "payload": verified.payload_kind,
+        "payload_sha256": verified.payload_sha256,
+        "fingerprint": verified.fingerprint,
+        "packages": {name: dict(e.raw) for name, e in sorted(verified.entries.items())},
+    }
+    return write_if_changed(dest / CATALOGUE_JSON, pretty_json(document))
+
+
+def read_catalogue(dest: Path) -> dict:
+    try:
+        return read_json(dest / CATALOGUE_JSON)
+    except FileNotFoundError:
+        raise RepositoryError(f"{dest / CATALOGUE_JSON}: no catalogue fetched yet (run the fetch task)") from None

@@ -1,0 +1,96 @@
+"""Where everything lives inside the work directory.
+
+One place decides the layout, so tasks, tests and later steps (publishing,
+verification) agree on paths:
+
+    <work>/git/<mirror>.git                     bare src mirrors
+    <work>/demo/                                generated demo repositories
+    <work>/state/<release>/src.json             branch head (commit, time, count)
+    <work>/state/<release>/src-inputs.json      blob ids of the src files the images read
+    <work>/repos/<release>/<arch>/              meta.conf, catalogue archive, catalogue.json
+    <work>/locks/<release>/<arch>.json          the lock
+    <work>/cache/packages/{sha256,blake2b}/     content-addressed package cache
+    <work>/build/<release>/<arch>/<flavour>/    per-flavour inputs and results
+    <work>/blobs/sha256/                        content-addressed OCI blobs
+    <work>/out/<release>/                       archives, checksums, OCI layouts
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, Release
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def of(cls, cfg: Config) -> "Workspace":
+        return cls(cfg.pipeline.workdir)
+
+    # src ------------------------------------------------------------------
+    def mirror(self, url: str, default_url: str) -> Path:
+        """One bare mirror per distinct src URL; the configured one is simply 'src'."""
+        if url == default_url:
+            return self.root / "git" / "src.git"
+        return self.root / "git" / f"src-{hashlib.sha256(url.encode()).hexdigest()[:12]}.git"
+
+    def state(self, release: str) -> Path:
+        return self.root / "state" / release
+
+    def src_json(self, release: str) -> Path:
+        return self.state(release) / "src.json"
+
+    def src_inputs(self, release: str) -> Path:
+        return self.state(release) / "src-inputs.json"
+
+    def demo(self) -> Path:
+        return self.root / "demo"
+
+    # pkgbase --------------------------------------------------------------
+    def repo(self, release: str, arch: str) -> Path:
+        return self.root / "repos" / release / arch
+
+    def catalogue_json(self, release: str, arch: str) -> Path:
+        return self.repo(release, arch) / "catalogue.json"
+
+    def lock(self, release: str, arch: str) -> Path:
+        return self.root / "locks" / release / f"{arch}.json"
+
+    def downloaded(self, release: str, arch: str) -> Path:
+        return self.state(release) / f"{arch}.downloaded.json"
+
+    def cache(self) -> Path:
+        return self.root / "cache" / "packages"
+
+    # build ----------------------------------------------------------------
+    def flavour(self, release: str, arch: str, flavour: str) -> Path:
+        return self.root / "build" / release / arch / flavour
+
+    def packages_json(self, release: str, arch: str, flavour: str) -> Path:
+        return self.flavour(release, arch, flavour) / "packages.json"
+
+    def blobs(self) -> Path:
+        return self.root / "blobs" / "sha256"
+
+    def blob(self, digest: str) -> Path:
+        return self.blobs() / digest.removeprefix("sha256:")
+
+    def out(self, release: str) -> Path:
+        return self.root / "out" / release
+
+    def lockfile(self) -> Path:
+        return self.root / ".lock"
+
+
+def pinned_lock(cfg: Config, release: Release, arch: str) -> Path | None:
+    """The lock file a release is pinned to, if the config pins it."""
+    if not release.lock:
+        return None
+    base = Path(release.lock)
+    if not base.is_absolute():
+        base = cfg.project / base
+    return base / f"{arch}.json"

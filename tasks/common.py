@@ -1,0 +1,61 @@
+"""What every task module shares: the loaded configuration and the action wrapper."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from doit import get_var
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from release import config as config_mod
+from release.errors import ConfigError, ReleaseError
+from release.fsutil import canonical_json
+from release.workspace import Workspace
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def load_config() -> config_mod.Config:
+    """The configuration for this doit run, or exit 2 listing every problem.
+
+    `doit config=FILE workdir=DIR ...` (or RELEASE_CONFIG / RELEASE_WORKDIR in the
+    environment) select another matrix or work directory; tests use both.
+    """
+    path = get_var("config", None) or os.environ.get("RELEASE_CONFIG") or str(PROJECT / "config.toml")
+    workdir = get_var("workdir", None) or os.environ.get("RELEASE_WORKDIR") or None
+    try:
+        return config_mod.load(path, workdir=workdir)
+    except ConfigError as e:
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        sys.exit(2)
+
+
+CONFIG = load_config()
+WS = Workspace.of(CONFIG)
+WS.root.mkdir(parents=True, exist_ok=True)   # doit opens its state database there
+
+
+def run_action(func, kwargs: dict):
+    """Run a release function; a ReleaseError becomes doit's one-line failure."""
+    try:
+        result = func(**kwargs)
+    except ReleaseError as e:
+        return TaskFailed(str(e))
+    return result if isinstance(result, dict) else None
+
+
+def act(func, **kwargs) -> tuple:
+    """A picklable doit action calling *func(**kwargs)* (no lambdas: parallel runs pickle actions)."""
+    return (run_action, [func, kwargs])
+
+
+def reads(**values) -> config_changed:
+    """uptodate check over only the configuration values a task reads (small, explainable)."""
+    return config_changed(canonical_json(values).decode())
+
+
+def release_arches(release_name: str) -> list[str]:
+    return list(CONFIG.release(release_name).arches)
