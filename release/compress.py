@@ -1,0 +1,298 @@
+"""Layer compressors that hash while they write.
+
+A layer is written once, as a stream: tar bytes go into a BlobWriter, which
+hashes them (the diff_id), compresses them, hashes the compressed bytes (the
+blob digest) and writes those to a temporary file in the blobs directory.
+finish() renames the file to its digest; a blob that already exists is
+kept, since equal names mean equal bytes (content addressing).
+
+Determinism rules (same tar in, same blob out, on any host):
+
+- Compressor input is re-cut into fixed 1 MiB chunks, so the output does not
+  depend on how callers happen to split their writes.
+- gzip: raw deflate with a pinned level, window (15) and memLevel (8); the
+  header is written here: no file name, MTIME 0, XFL from the level by
+  zlib's own rule, OS byte 255 ("unknown").  255 is what Go's compress/gzip
+  (behind containers/image, buildah and moby) and Python's GzipFile write;
+  3 ("Unix", zlib's and GNU gzip's choice) would describe the build host,
+  and a FreeBSD image built on Linux or macOS must be the same bytes.
+- zstd: single-threaded (worker threads can change the frame layout), a
+  pinned level, no content-size field (the size is unknown when streaming),
+  no checksum, no dictionary id.
+- "tar": bytes pass through; digest == diff_id.
+
+gzip engines:
+
+- "zlib" (the default; "auto" means zlib): stock zlib is portable C without
+  CPU-dependent code paths, so its output depends only on its version, which
+  compressor_identity() reports so a zlib upgrade is a visible input change.
+  Caveat: a Python linked against zlib-ng (e.g. Fedora 40+) writes different
+  deflate bytes; its version string carries ".zlib-ng" and so does the
+  identity.
+- "isal" (opt-in, much faster): ISA-L picks base C, SSE4.2, AVX, AVX2 or
+  AVX-512 routines at run time (igzip_multibinary.asm), and they are not the
+  same algorithm: level 3 runs icf_body_hash1_fillgreedy_lazy below AVX2 but
+  icf_body_lazyhash1_fillgreedy_greedy from AVX2 up, with a different hash;
+  levels 0-2 hash with the crc32 instruction only when SSE4.2 exists.
+  Measured with isal 1.9.1 on one 3 MB input under qemu-user CPU models:
+  levels 0-2 differ between Conroe (no SSE4.2) and Nehalem..AVX-512, and
+  level 3 gives three different streams (Conroe..SandyBridge, Haswell, an
+  AVX-512 host), while zlib gave identical bytes on all of them.  intel/isa-l
+  issue #140 (deterministic compression) only covers repeated runs of one
+  build, and nothing is promised across ISA-L versions (aarch64 has its own
+  routines).  So isal is for builds where one machine makes every published
+  blob.  Its four levels are mapped from gzip_level by ISAL_LEVELS.
+
+compressor_identity() includes a probe: the digest of a fixed sample
+compressed by the configured engine on this machine.  Two builders whose
+compressors disagree (another CPU path, zlib-ng, an upgrade) then
+have different identities, and the task layer rebuilds instead of mixing
+blobs made by both.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .errors import ConfigError, LayerError
+from .fsutil import TMP_PREFIX
+
+CHUNK = 1 << 20
+MEDIA_TYPES = {
+    "tar": "application/vnd.oci.image.layer.v1.tar",
+    "tar+gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "tar+zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
+GZIP_ENGINES = ("auto", "zlib", "isal")
+# zlib level -> ISA-L level.  Even ISA-L's best (3) compresses only about as
+# well as zlib -1 (bench/compression.py: ratio 0.447 vs 0.440 on ELF files,
+# zlib -6: 0.405), so the default level 6 and above map to 3, 2-5 to 2, and
+# 0/1 to 0/1 (ISA-L level 0 still compresses; there is no stored mode).
+ISAL_LEVELS = {0: 0, 1: 1, 2: 2, 3: 2, 4: 2, 5: 2, 6: 3, 7: 3, 8: 3, 9: 3}
+GZIP_OS_UNKNOWN = 255
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A finished blob: digest of the stored bytes, diff_id of the tar inside."""
+
+    digest: str
+    diff_id: str
+    size: int
+    media_type: str
+
+    def descriptor(self) -> dict:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+class _Codec(Protocol):
+    def compress(self, data: bytes, /) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+class _Passthrough:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Gzip:
+    """RFC 1952 member around a raw deflate stream from zlib or ISA-L."""
+
+    def __init__(self, level: int, engine: str) -> None:
+        if engine == "isal":
+            from isal import isal_zlib
+            self._deflate = isal_zlib.compressobj(ISAL_LEVELS[level], isal_zlib.DEFLATED, -15)
+        else:
+            self._deflate = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
+        # zlib's gzip wrapper: XFL 2 = best, 4 = fastest; derived from the
+        # configured level so both engines write the same header
+        xfl = 2 if level == 9 else 4 if level < 2 else 0
+        self._header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl, GZIP_OS_UNKNOWN])
+        self._crc = 0
+        self._length = 0
+
+    def compress(self, data: bytes) -> bytes:
+        self._crc = zlib.crc32(data, self._crc)
+        self._length += len(data)
+        out = self._header + self._deflate.compress(data)
+        self._header = b""
+        return out
+
+    def flush(self) -> bytes:
+        tail = self._deflate.flush()
+        return self._header + tail + struct.pack("<II", self._crc, self._length & 0xFFFFFFFF)
+
+
+class _Zstd:
+    def __init__(self, level: int) -> None:
+        import zstandard
+        cctx = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=False,
+                                        write_content_size=False, write_dict_id=False)
+        self._obj = cctx.compressobj()
+
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data)
+
+    def flush(self) -> bytes:
+        return self._obj.flush()
+
+
+def _resolve_engine(gzip_engine: str) -> str:
+    if gzip_engine not in GZIP_ENGINES:
+        raise ConfigError([f"gzip_engine: unknown engine {gzip_engine!r} "
+                           f"(choose one of {', '.join(GZIP_ENGINES)})"])
+    return "zlib" if gzip_engine == "auto" else gzip_engine
+
+
+def _check_levels(media: str, gzip_level: int, zstd_level: int) -> None:
+    if media not in MEDIA_TYPES:
+        raise ConfigError([f"layer media {media!r} unknown (choose one of {', '.join(MEDIA_TYPES)})"])
+    if media == "tar+gzip" and not 0 <= gzip_level <= 9:
+        raise ConfigError([f"gzip_level: {gzip_level} outside 0..9"])
+    if media == "tar+zstd" and not 1 <= zstd_level <= 22:
+        raise ConfigError([f"zstd_level: {zstd_level} outside 1..22"])
+
+
+def _probe_sample() -> bytes:
+    """256 KiB of repetitive pseudo-text: enough matches to exercise the match finder."""
+    words = [b"%x" % (i * 2654435761 % 65521) for i in range(400)]
+    out = bytearray()
+    state = 1
+    while len(out) < 1 << 18:
+        state = (state * 1103515245 + 12345) & 0x7FFFFFFF
+        out += words[state % len(words)] + b" "
+    return bytes(out)
+
+
+def _make_codec(media: str, gzip_level: int, zstd_level: int, engine: str) -> "_Codec":
+    if media == "tar+gzip":
+        return _Gzip(gzip_level, engine)
+    if media == "tar+zstd":
+        return _Zstd(zstd_level)
+    return _Passthrough()
+
+
+def compressor_identity(media: str, *, gzip_level: int, zstd_level: int,
+                        gzip_engine: str = "auto") -> dict:
+    """Everything that decides the compressed bytes, for task identities.
+
+    Compressor versions and the probe digest make a compressor change (which
+    may change blob digests) a visible input change instead of a surprise.
+    """
+    _check_levels(media, gzip_level, zstd_level)
+    if media == "tar":
+        return {"media": media}
+    engine = _resolve_engine(gzip_engine)
+    if media == "tar+zstd":
+        import zstandard
+        ident = {"media": media, "level": zstd_level, "threads": 0,
+                 "zstd": ".".join(map(str, zstandard.ZSTD_VERSION))}
+    else:
+        ident = {"media": media, "engine": engine, "level": gzip_level, "os": GZIP_OS_UNKNOWN}
+        if engine == "isal":
+            import isal
+            ident.update(isal=isal.__version__, isal_level=ISAL_LEVELS[gzip_level])
+        else:
+            ident.update(zlib=zlib.ZLIB_RUNTIME_VERSION)
+    codec = _make_codec(media, gzip_level, zstd_level, engine)
+    probe = codec.compress(_probe_sample()) + codec.flush()
+    ident["probe"] = hashlib.sha256(probe).hexdigest()[:16]
+    return ident
+
+
+class BlobWriter:
+    """A write()-able sink that becomes a content-addressed blob on finish().
+
+    Use as a context manager: leaving the block by an exception aborts (the
+    temporary file is removed); otherwise call finish() inside the block.
+    """
+
+    def __init__(self, blobs_dir: Path, media: str, codec: _Codec) -> None:
+        self.blobs_dir = Path(blobs_dir)
+        self.media = media
+        self._codec = codec
+        self._diff = hashlib.sha256()
+        self._digest = hashlib.sha256()
+        self._pending = bytearray()
+        self._size = 0
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + "blob.", dir=self.blobs_dir)
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        self.result: Blob | None = None
+
+    def write(self, data: bytes) -> int:
+        if self._file.closed:
+            raise LayerError(f"{self._tmp}: blob writer already finished")
+        self._diff.update(data)
+        self._pending += data
+        if len(self._pending) >= CHUNK:
+            whole = len(self._pending) - len(self._pending) % CHUNK
+            for offset in range(0, whole, CHUNK):
+                self._emit(self._codec.compress(bytes(self._pending[offset:offset + CHUNK])))
+            del self._pending[:whole]
+        return len(data)
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self._digest.update(data)
+            self._file.write(data)
+            self._size += len(data)
+
+    def finish(self) -> Blob:
+        """Flush, fsync, and rename to blobs_dir/<hex> (keeping an existing blob)."""
+        if self.result is not None:
+            return self.result
+        try:
+            if self._pending:
+                self._emit(self._codec.compress(bytes(self._pending)))
+                self._pending.clear()
+            self._emit(self._codec.flush())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            hexdigest = self._digest.hexdigest()
+            final = self.blobs_dir / hexdigest
+            if final.exists():
+                self._tmp.unlink()
+            else:
+                os.chmod(self._tmp, 0o644)
+                os.replace(self._tmp, final)
+        except BaseException:
+            self.abort()
+            raise
+        self.result = Blob(digest="sha256:" + hexdigest, diff_id="sha256:" + self._diff.hexdigest(),
+                           size=self._size, media_type=MEDIA_TYPES[self.media])
+        return self.result
+
+    def abort(self) -> None:
+        """Drop the partial blob (safe to call more than once)."""
+        if not self._file.closed:
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self.result is None:
+            self.abort()
+
+
+def open_blob_writer(blobs_dir: Path, media: str, *, gzip_level: int, zstd_level: int,
+                     gzip_engine: str = "auto") -> BlobWriter:
+    """A BlobWriter for *media* ("tar", "tar+gzip" or "tar+zstd") in *blobs_dir*."""
+    _check_levels(media, gzip_level, zstd_level)
+    codec = _make_codec(media, gzip_level, zstd_level, _resolve_engine(gzip_engine))
+    return BlobWriter(blobs_dir, media, codec)
