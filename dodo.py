@@ -3,9 +3,11 @@
 Only configuration and task imports live here; tasks/ turns config.toml into
 tasks, release/ does the work.
 """
-from tasks.common import WS
-from tasks.prepare import task_demo, task_download, task_fetch, task_lock  # noqa: F401
 from tasks.build import task_build  # noqa: F401
+from tasks.common import WS
+from tasks.images import (task_archive, task_checksum, task_image, task_index, task_layer,  # noqa: F401
+                          task_verify_checksums)
+from tasks.prepare import task_demo, task_download, task_fetch, task_lock  # noqa: F401
 from tasks.reporter import OneLineReporter
 
 DOIT_CONFIG = {

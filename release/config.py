@@ -35,6 +35,7 @@ class Pipeline:
     jobs: int
     layer_compression: str
     gzip_level: int
+    gzip_engine: str                # "zlib" (identical bytes on every CPU) or "isal" (faster, CPU-dependent)
     zstd_level: int
     xz_preset: int
     source_date_epoch: str          # "src-commit", "environment" or a decimal epoch
@@ -111,6 +112,7 @@ class Release:
     flavours: tuple[str, ...]       # in build order, parents first
     mirror: str                     # pkgbase URL template override ("" = pkgbase.url)
     src_url: str                    # src git URL override ("" = src.url)
+    source: str                     # what images name as their source ("" = the src URL)
     signature_type: str
     fingerprints: str
     pubkey: str
@@ -155,6 +157,14 @@ class Config:
 
     def src_url(self, release: Release) -> str:
         return expand(release.src_url or self.src.url, self.variables(release, None))
+
+    def source(self, release: Release) -> str:
+        """The image's source annotation: never a path of this build machine."""
+        if release.source:
+            return release.source
+        if release.src_url and "${" not in release.src_url and not release.src_url.startswith("file:"):
+            return release.src_url
+        return self.src.url
 
     def variables(self, release: Release, arch: str | None) -> dict[str, str]:
         v = {"WORKDIR": str(self.pipeline.workdir), "PROJECT": str(self.project),
@@ -205,6 +215,7 @@ SCHEMA: dict[str, list[Setting]] = {
         Setting("jobs", "int", 4, positive, "parallel downloads"),
         Setting("layer_compression", "str", "tar+gzip", one_of(LAYER_COMPRESSIONS)),
         Setting("gzip_level", "int", 6, in_range(0, 9)),
+        Setting("gzip_engine", "str", "zlib", one_of(("zlib", "isal"))),
         Setting("zstd_level", "int", 3, in_range(1, 19)),
         Setting("xz_preset", "int", 6, in_range(0, 9)),
         Setting("source_date_epoch", "str|int", "src-commit", epoch_policy),
@@ -251,6 +262,7 @@ SCHEMA: dict[str, list[Setting]] = {
         Setting("flavours", "list[str]"),
         Setting("mirror", "str", ""),
         Setting("src_url", "str", ""),
+        Setting("source", "str", "", doc="org.opencontainers.image.source; needed when src_url is local"),
         Setting("signature_type", "str", "", one_of(("",) + SIGNATURE_TYPES)),
         Setting("fingerprints", "str", ""),
         Setting("pubkey", "str", ""),
@@ -412,6 +424,8 @@ def _check_release(chk: _Checker, name: str, r: dict, arches: dict, flavours: di
         parent = flavours[fl].get("parent")
         if parent and parent in flavours and parent not in listed:
             chk.problem(f"{where}.flavours", f'flavour "{fl}" needs its parent "{parent}" in the same release')
+    if str(r.get("src_url", "")).startswith("file:") and not r.get("source"):
+        chk.problem(f"{where}.source", "missing: images built from a local src_url need a source to name")
     packages = r.get("packages", {})
     if not isinstance(packages, dict):
         chk.problem(f"{where}.packages", "must be a table of flavour = [package, ...]")
@@ -486,7 +500,7 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
     if not wd.is_absolute():
         wd = project / wd
     pipeline = Pipeline(workdir=wd, jobs=p["jobs"], layer_compression=p["layer_compression"],
-                        gzip_level=p["gzip_level"], zstd_level=p["zstd_level"], xz_preset=p["xz_preset"],
+                        gzip_level=p["gzip_level"], gzip_engine=p["gzip_engine"], zstd_level=p["zstd_level"], xz_preset=p["xz_preset"],
                         source_date_epoch=str(p["source_date_epoch"]), http_timeout=float(p["http_timeout"]),
                         http_retries=p["http_retries"], user_agent=p["user_agent"])
     s = plain["src"]
@@ -507,6 +521,7 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
             name=n, version=r["version"] or n, kind=r["kind"], branch=r["branch"], repo=r["repo"],
             abi_major=r["abi_major"], arches=tuple(r["arches"]),
             flavours=_build_order(r["flavours"], tables["flavours"]), mirror=r["mirror"], src_url=r["src_url"],
+            source=r["source"],
             signature_type=r["signature_type"] or pkgbase.signature_type,
             fingerprints=r["fingerprints"] or pkgbase.fingerprints, pubkey=r["pubkey"] or pkgbase.pubkey,
             pkgdb_schema=r["pkgdb_schema"] or pkgbase.pkgdb_schema, lock=r["lock"], demo=r["demo"],

@@ -54,7 +54,7 @@ def write_config(path: Path, *, mirror: str, src_url: str, releases: dict | None
     base = toml.loads((PROJECT / "config.toml").read_text())
     release = {"version": "14.2-RELEASE", "branch": "releng/14.2", "repo": REPO, "abi_major": 14,
                "arches": ["amd64", "aarch64"], "flavours": ["static", "dynamic", "minimal"],
-               "mirror": mirror, "src_url": src_url}
+               "mirror": mirror, "src_url": src_url, "source": "https://git.freebsd.org/src.git"}
     release.update(release_overrides)
     base["releases"] = releases if releases is not None else {"test": release}
     if flavours:

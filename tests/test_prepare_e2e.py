@@ -62,7 +62,7 @@ def test_a_package_shared_by_two_releases_is_stored_once(served_demo, tmp_path):
     mirror = server.url + "/pkgbase/${ABI}/${REPO}"
     src = (root / "src.git").as_uri()
     common = {"branch": "releng/14.2", "repo": "base_release_2", "abi_major": 14, "arches": ["amd64"],
-              "flavours": ["static", "dynamic"], "mirror": mirror, "src_url": src}
+              "flavours": ["static", "dynamic"], "mirror": mirror, "src_url": src, "source": "demo"}
     config = write_config(tmp_path / "config.toml", mirror=mirror, src_url=src,
                           releases={"one": dict(common, version="14.2-RELEASE"),
                                     "two": dict(common, version="14.2-RELEASE-p1")})

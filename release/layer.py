@@ -1,0 +1,262 @@
+"""One flavour's layer for one release and architecture, streamed from the package cache.
+
+build_layer() assembles the layer (tree.LayerTree: packages streamed once into a
+spool, install steps applied as values), then writes it as a sorted,
+deterministic tar through the configured compressor into the content-addressed
+blob store, computing digest and diff_id on the way.  No host directory is ever
+populated, so owners come from the *image's* passwd/group, not the builder's.
+
+A layer's identity is the sha256 of its plan (the canonical JSON of every input:
+packages and their sums, steps, the src objects they read, SOURCE_DATE_EPOCH,
+compression, and the view of the layers below).  Built layers are remembered
+under that identity, so an unchanged plan never rebuilds and a rebuild from
+scratch lands on the same bytes.
+"""
+from __future__ import annotations
+
+import logging
+import posixpath
+import tempfile
+from pathlib import Path
+
+from .builtins.entries import Entry
+from .builtins.scripts import recognise
+from .compress import open_blob_writer
+from .config import Config
+from .errors import LayerError, StepError
+from .fsutil import identity, pretty_json, read_json, write_if_changed
+from .install import PRE_PACKAGE_STEPS, Context, run_config_step, run_script_step
+from .layerplan import install_order, package_meta, plan_layer, read_view, write_pkgdb_entry
+from .pkgfile import open_package
+from .tarstream import TarEntry, TarStream
+from .tree import Item, LayerTree, ParentView, entries_sorted
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def build_layer(cfg: Config, release: str, arch: str, flavour: str) -> dict:
+    """Build (or reuse) the layer; write layer.json, view.json and index.json next to the plan."""
+    ws = Workspace.of(cfg)
+    plan = plan_layer(cfg, release, arch, flavour)
+    ident = identity(plan)
+    record_path = ws.root / "layers" / f"{ident}.json"
+    record = _reusable(ws, record_path)
+    reused = record is not None
+    if record is None:
+        record = _assemble(cfg, ws, plan, ident)
+        write_if_changed(record_path, pretty_json(record))
+    out = ws.flavour(release, arch, flavour)
+    write_if_changed(out / "layer.json", pretty_json(record["layer"]))
+    write_if_changed(out / "view.json", pretty_json(record["view"]))
+    write_if_changed(out / "index.json", pretty_json(record["index"]))
+    return {"digest": record["layer"]["digest"], "reused": reused}
+
+
+def _reusable(ws: Workspace, path: Path) -> dict | None:
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return record if ws.blob(record["layer"]["digest"]).is_file() else None
+
+
+def _assemble(cfg: Config, ws: Workspace, plan: dict, ident: str) -> dict:
+    (ws.root / "tmp").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=ws.root / "tmp") as spool:
+        tree = LayerTree(ParentView.from_json(read_view(ws, plan)), spool)
+        ctx = _context(cfg, plan)
+        steps = [s for s in cfg.flavours[plan["flavour"]].steps]
+        for step in steps:
+            if step.kind in PRE_PACKAGE_STEPS:
+                run_config_step(tree, step, ctx)
+        metas = _install_packages(cfg, ws, tree, plan, ctx)
+        for step in steps:
+            if step.kind not in PRE_PACKAGE_STEPS:
+                run_config_step(tree, step, ctx)
+        if plan["pkgdb"]:
+            write_pkgdb_entry(ws, tree, plan, metas)
+        blob = _write(cfg, ws, tree, plan)
+        view, index = tree.child_view().to_json(), tree.package_index()
+    layer = {"identity": ident, **blob, "created_by": _created_by(plan), "comment": plan["comment"],
+             "packages": [p["name"] for p in plan["packages"]], "scripts": plan.get("script_log", [])}
+    return {"layer": layer, "view": view, "index": index}
+
+
+def _context(cfg: Config, plan: dict) -> Context:
+    from .sources import mirror_for, read_src  # local: only layers that read src open the mirror
+    r = cfg.release(plan["release"])
+    mirror = mirror_for(cfg, r)
+    # The commit only locates the src objects the plan names; it is not part of the identity.
+    commit = read_src(Workspace.of(cfg), plan["release"])["commit"]
+
+    def read_src(path: str) -> bytes:
+        return mirror.read_file(commit, path)
+
+    def read_src_dir(path: str) -> dict[str, bytes]:
+        if mirror.object_id(commit, path) is None:
+            return {}
+        return {n: f.data for n, f in mirror.read_tree(commit, path).items() if not f.is_symlink}
+
+    fingerprints = r.fingerprints[4:] if r.fingerprints.startswith("src:") else "share/keys/pkg"
+    return Context(read_src=read_src, read_src_dir=read_src_dir, byte_order=plan["byte_order"],
+                   variables={k: v for k, v in cfg.variables(r, None).items() if k in ("REPO", "MAJOR")},
+                   fingerprints_path="/usr/" + fingerprints.strip("/"), signature_type=r.signature_type)
+
+
+def _install_packages(cfg: Config, ws: Workspace, tree: LayerTree, plan: dict, ctx: Context) -> dict:
+    """Stream every package of the layer into the tree; run their install scripts' built-ins."""
+    sde = plan["source_date_epoch"]
+    ignorable = set(plan["ignore_scripts"])
+    metas: dict[str, dict] = {}
+    post: list[tuple[str, list]] = []
+    log_lines: list[str] = []
+    for pkg in install_order(ws, plan["packages"]):
+        name = f"{pkg['name']}-{pkg['version']}"
+        with open_package(ws.root / pkg["cache"], name) as reader:
+            steps = _script_steps(plan, pkg["name"], reader.scripts, ignorable, log_lines)
+            for phase, found in steps:
+                if phase != "post-install":
+                    for s in found:
+                        run_script_step(tree, s, pkg["name"], ctx)
+            tar_meta: dict[str, dict] = {}
+            for entry, stream in reader.entries():
+                e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
+                          target=entry.target, mtime=min(entry.mtime, sde))
+                tar_meta[entry.path] = {"uname": entry.uname, "gname": entry.gname, "perm": f"{entry.mode:04o}",
+                                        "mtime": entry.mtime, "symlink_target": entry.target
+                                        if entry.kind == "symlink" else None}
+                if entry.kind == "file":
+                    tree.add_stream(e, pkg["name"], stream)
+                else:
+                    tree.add_package_entry(e, pkg["name"])
+            metas[pkg["sum"]] = package_meta(ws, pkg, reader.manifest, tar_meta)
+        post += [(pkg["name"], found) for phase, found in steps if phase == "post-install"]
+    for package, found in post:
+        for s in found:
+            run_script_step(tree, s, package, ctx)
+    plan["script_log"] = log_lines
+    return metas
+
+
+def _script_steps(plan: dict, package: str, scripts: dict, ignorable: set, log_lines: list) -> list:
+    out = []
+    for phase in ("pre-install", "install", "post-install"):
+        text = scripts.get(phase)
+        if not text:
+            continue
+        if plan["scripts"] == "ignore" or f"{package}:{phase}" in ignorable:
+            log_lines.append(f"{package} {phase} script ignored (config)")
+            continue
+        if plan["scripts"] == "emulate":
+            raise StepError(f"{package}: {phase} script: scripts = \"emulate\" needs the emulation executor, "
+                            "which this build does not provide")
+        found = recognise(package, phase, text, ignorable=ignorable, byte_order=plan["byte_order"])
+        log_lines.append(f"{package} {phase} script: built-in " + (", ".join(s.kind for s in found) or "nothing"))
+        out.append((phase, found))
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+def _accounts(tree: LayerTree) -> tuple[dict[str, int], dict[str, int]]:
+    """Name -> id from the image's own master.passwd and group (never the builder's)."""
+    users, groups = {"root": 0}, {"wheel": 0}
+    for line in (tree.read("/etc/master.passwd") or b"").decode("utf-8", "replace").splitlines():
+        f = line.split(":")
+        if len(f) >= 4 and not line.startswith("#") and f[2].isdigit():
+            users.setdefault(f[0], int(f[2]))
+    for line in (tree.read("/etc/group") or b"").decode("utf-8", "replace").splitlines():
+        f = line.split(":")
+        if len(f) >= 3 and not line.startswith("#") and f[2].isdigit():
+            groups.setdefault(f[0], int(f[2]))
+    return users, groups
+
+
+def _write(cfg: Config, ws: Workspace, tree: LayerTree, plan: dict) -> dict:
+    sde = plan["source_date_epoch"]
+    users, groups = _accounts(tree)
+    entries = _with_parents_and_whiteouts(tree, sde)
+    canonical = _hardlink_sources(tree)
+    p = cfg.pipeline
+    writer = open_blob_writer(ws.blobs(), p.layer_compression, gzip_level=p.gzip_level,
+                              zstd_level=p.zstd_level, gzip_engine=p.gzip_engine)
+    try:
+        tar = TarStream(writer)
+        for path in entries_sorted(entries):
+            item = entries[path]
+            e = item.entry
+            kind, link = e.kind, e.target
+            if kind == "hardlink" or path in canonical:
+                source = canonical.get(path) or canonical.get(e.target, e.target)
+                if source != path:
+                    kind, link = "hardlink", source.lstrip("/")
+                else:
+                    kind, link = "file", ""
+            uid = _id(users, e.uname, "user", path, item.owner)
+            gid = _id(groups, e.gname, "group", path, item.owner)
+            data_item = tree.items.get(e.target) if (e.kind == "hardlink" and kind == "file") else item
+            size = data_item.size if kind == "file" else 0
+            te = TarEntry(name=path.lstrip("/"), kind=kind, mode=e.mode, uid=uid, gid=gid, uname=e.uname,
+                          gname=e.gname, mtime=sde if e.mtime is None else e.mtime, size=size,
+                          linkname=link)
+            tar.add(te, tree.open(data_item) if kind == "file" else None)
+        tar.close()
+        blob = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"digest": blob.digest, "diff_id": blob.diff_id, "size": blob.size, "media_type": blob.media_type}
+
+
+def _id(table: dict[str, int], name: str, what: str, path: str, owner: str) -> int:
+    try:
+        return table[name]
+    except KeyError:
+        raise LayerError(f"{owner}: {path}: {what} {name!r} is not in the image's "
+                         f"{'/etc/master.passwd' if what == 'user' else '/etc/group'}") from None
+
+
+def _with_parents_and_whiteouts(tree: LayerTree, sde: int) -> dict[str, Item]:
+    """The layer's entries plus the directories above them and whiteouts for removed paths."""
+    out = dict(tree.items)
+    for path in sorted(tree.removed):
+        if path not in out:
+            parent, base = posixpath.split(path)
+            wh = f"{parent.rstrip('/')}/.wh.{base}"
+            out[wh] = Item(Entry(wh, "file", 0o644, mtime=sde), "whiteout", False)
+    for path in list(out):
+        parent = posixpath.dirname(path)
+        while parent != "/" and parent not in out:
+            if parent in tree.parent.dirs:
+                mode, uname, gname, mtime = tree.parent.dirs[parent]
+                out[parent] = Item(Entry(parent, "dir", mode, uname, gname, mtime=mtime), "lower layer", False)
+            else:
+                out[parent] = Item(Entry(parent, "dir", 0o755, mtime=sde), "implied", False)
+            parent = posixpath.dirname(parent)
+    return out
+
+
+def _hardlink_sources(tree: LayerTree) -> dict[str, str]:
+    """For each hardlink group, the member written first in tar order carries the data."""
+    groups: dict[str, list[str]] = {}
+    for path, item in tree.items.items():
+        if item.entry.kind == "hardlink":
+            target = item.entry.target
+            if target not in tree.items or tree.items[target].entry.kind != "file":
+                raise LayerError(f"{item.owner}: {path}: hardlink to {target}, which is not a file of this layer")
+            groups.setdefault(target, [target]).append(path)
+    canonical: dict[str, str] = {}
+    for members in groups.values():
+        first = entries_sorted(members)[0]
+        for m in members:
+            canonical[m] = first
+    return canonical
+
+
+def _created_by(plan: dict) -> str:
+    names = " ".join(p["name"] for p in plan["packages"])
+    steps = " ".join(s["kind"] for s in plan["steps"])
+    parts = [f"pkg install {names}" if names else "", f"steps: {steps}" if steps else "",
+             "pkg database" if plan["pkgdb"] else ""]
+    return f"{plan['flavour']}: " + "; ".join(p for p in parts if p)

@@ -1,0 +1,275 @@
+"""The content of one layer while it is assembled, without a host directory.
+
+A LayerTree records, per image path, what the layer will contain: metadata, and
+for files where the bytes are (inline for small generated files, or a range of a
+spool file the package contents were streamed into once).  Nothing is extracted:
+owners, modes and symlinks are just values, so no host permission, user
+database or symlink can influence — or be attacked through — the result.
+
+The tree also knows what the layers below it contain, as far as a layer needs:
+the ParentView is the cumulative record of directories, symlinks and a few
+"watched" files (accounts, services, certificates) that install steps read.
+Children depend on that record, not on their parents' whole content, so a new
+package version in a parent does not force a rebuild of its children's layers.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import posixpath
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from .builtins.entries import Entry
+from .errors import LayerError
+
+# Files whose content children may need (install steps read them).
+WATCHED_FILES = ("/etc/master.passwd", "/etc/group", "/etc/services", "/etc/login.conf")
+WATCHED_TREES = ("/usr/share/certs/", "/etc/ssl/")
+CHUNK = 1 << 20
+
+
+def watched(path: str) -> bool:
+    return path in WATCHED_FILES or path.startswith(WATCHED_TREES)
+
+
+@dataclass
+class Item:
+    """One path of the layer: an Entry (data empty for spooled files) plus provenance."""
+    entry: Entry
+    owner: str                      # package name, or the step that made it
+    package: bool                   # owned by a package (conflict rules apply)
+    spool: tuple[int, int] | None = None    # (offset, size) in the spool file
+    sha256: str = ""                # of the content (files), for conflict checks and indexes
+
+    @property
+    def size(self) -> int:
+        return self.spool[1] if self.spool else len(self.entry.data)
+
+
+@dataclass
+class ParentView:
+    """What the layers below contain, as far as this layer needs to know."""
+    dirs: dict[str, list] = field(default_factory=dict)       # path -> [mode, uname, gname, mtime]
+    symlinks: dict[str, str] = field(default_factory=dict)    # path -> target
+    files: dict[str, bytes] = field(default_factory=dict)     # watched files -> content
+
+    @classmethod
+    def from_json(cls, doc: dict | None) -> "ParentView":
+        if not doc:
+            return cls()
+        return cls(dirs=dict(doc["dirs"]), symlinks=dict(doc["symlinks"]),
+                   files={p: base64.b64decode(v) for p, v in doc["files"].items()})
+
+    def to_json(self) -> dict:
+        return {"dirs": dict(sorted(self.dirs.items())), "symlinks": dict(sorted(self.symlinks.items())),
+                "files": {p: base64.b64encode(v).decode() for p, v in sorted(self.files.items())}}
+
+    def exists(self, path: str) -> bool:
+        return path in self.dirs or path in self.symlinks or path in self.files
+
+
+class LayerTree:
+    """Paths of one layer under construction, over a ParentView."""
+
+    def __init__(self, parent: ParentView, spool: BinaryIO) -> None:
+        self.parent = parent
+        self.items: dict[str, Item] = {}
+        self.removed: set[str] = set()          # whiteouts: paths hidden from the layers below
+        self._spool = spool
+
+    # -- adding -------------------------------------------------------------
+    def add_stream(self, entry: Entry, owner: str, stream: BinaryIO) -> None:
+        """A package file: its bytes go to the spool once, hashed on the way."""
+        offset = self._spool.seek(0, io.SEEK_END)
+        h = hashlib.sha256()
+        size = 0
+        while chunk := stream.read(CHUNK):
+            h.update(chunk)
+            self._spool.write(chunk)
+            size += len(chunk)
+        self._claim(Item(entry, owner, True, spool=(offset, size), sha256=h.hexdigest()))
+
+    def add_package_entry(self, entry: Entry, owner: str) -> None:
+        """A package directory, symlink or hardlink."""
+        self._claim(Item(entry, owner, True, sha256=_link_sum(entry)))
+
+    def put(self, entry: Entry, owner: str) -> None:
+        """A generated entry: replaces whatever this layer had at the path (steps run in order)."""
+        sha = hashlib.sha256(entry.data).hexdigest() if entry.kind == "file" else _link_sum(entry)
+        self._check_parents(entry.path, owner)
+        self.items[entry.path] = Item(entry, owner, False, sha256=sha)
+        self.removed.discard(entry.path)
+
+    def remove(self, path: str, owner: str) -> None:
+        """rm -rf *path*: gone from this layer, and hidden (whiteout) if a lower layer has it."""
+        for p in [p for p in self.items if p == path or p.startswith(path + "/")]:
+            del self.items[p]
+        self.removed.add(path)
+
+    def chmod(self, path: str, mode: int, owner: str) -> None:
+        item = self.items.get(path)
+        if item is not None:
+            item.entry = replace(item.entry, mode=mode)
+            return
+        if path in self.parent.dirs:
+            _, uname, gname, mtime = self.parent.dirs[path]
+            self.put(Entry(path, "dir", mode, uname, gname, mtime=mtime), owner)
+            return
+        raise LayerError(f"{owner}: chmod {mode:o} {path}: no such file or directory in the image")
+
+    def _claim(self, item: Item) -> None:
+        """Package entries: two packages may share a path only if they agree on it exactly."""
+        path = item.entry.path
+        self._check_parents(path, item.owner)
+        have = self.items.get(path)
+        if have is not None and have.package and _describe(have) != _describe(item):
+            raise LayerError(f"{path}: claimed differently by {have.owner} ({_summary(have)}) "
+                             f"and {item.owner} ({_summary(item)})")
+        if item.entry.kind != "dir" and path in self.parent.dirs:
+            raise LayerError(f"{item.owner}: {path}: is a directory in the layers below, not a {item.entry.kind}")
+        if have is None or not have.package or item.entry.kind != "dir":
+            self.items[path] = item
+        self.removed.discard(path)
+
+    def _check_parents(self, path: str, owner: str) -> None:
+        """No ancestor of *path* may be a symlink: tar would write through it, out of place."""
+        parent = posixpath.dirname(path)
+        while parent != "/":
+            item = self.items.get(parent)
+            if item is not None and item.entry.kind == "symlink":
+                raise LayerError(f"{owner}: {path}: parent {parent} is a symlink (to {item.entry.target}, "
+                                 f"from {item.owner}); refusing to write through it")
+            if item is None and parent in self.parent.symlinks:
+                raise LayerError(f"{owner}: {path}: parent {parent} is a symlink in a lower layer "
+                                 f"(to {self.parent.symlinks[parent]}); refusing to write through it")
+            if item is not None and item.entry.kind not in ("dir",):
+                raise LayerError(f"{owner}: {path}: parent {parent} is a {item.entry.kind} "
+                                 f"(from {item.owner}), not a directory")
+            parent = posixpath.dirname(parent)
+
+    # -- reading --------------------------------------------------------------
+    def read(self, path: str) -> bytes | None:
+        """Current content of an image file: this layer first, then the watched files below."""
+        item = self.items.get(path)
+        if item is not None:
+            if item.entry.kind == "hardlink":
+                return self.read(item.entry.target)
+            if item.entry.kind != "file":
+                return None
+            return self.data(item)
+        if path in self.removed or any(path.startswith(r + "/") for r in self.removed):
+            return None
+        return self.parent.files.get(path)
+
+    def data(self, item: Item) -> bytes:
+        if item.spool is None:
+            return item.entry.data
+        offset, size = item.spool
+        self._spool.seek(offset)
+        return self._spool.read(size)
+
+    def open(self, item: Item) -> BinaryIO:
+        """A stream of an item's bytes (spooled content is not loaded into memory)."""
+        if item.spool is None:
+            return io.BytesIO(item.entry.data)
+        return _Window(self._spool, *item.spool)
+
+    def listdir(self, directory: str) -> dict[str, bytes]:
+        """Regular files directly in *directory* (this layer over the watched files below)."""
+        prefix = directory.rstrip("/") + "/"
+        names: dict[str, bytes] = {}
+        for path, content in self.parent.files.items():
+            if path.startswith(prefix) and "/" not in path[len(prefix):]:
+                names[path[len(prefix):]] = content
+        for path, item in self.items.items():
+            if path.startswith(prefix) and "/" not in path[len(prefix):] and item.entry.kind == "file":
+                names[path[len(prefix):]] = self.data(item)
+        for path in self.removed:
+            if path.startswith(prefix):
+                names.pop(path[len(prefix):], None)
+        return dict(sorted(names.items()))
+
+    def lower_paths_under(self, directory: str) -> list[str]:
+        prefix = directory.rstrip("/") + "/"
+        return sorted(p for p in (*self.parent.symlinks, *self.parent.files, *self.parent.dirs)
+                      if p.startswith(prefix))
+
+    # -- results --------------------------------------------------------------
+    def child_view(self) -> ParentView:
+        """The view this layer hands to its children: the parent's, with this layer applied."""
+        view = ParentView(dict(self.parent.dirs), dict(self.parent.symlinks), dict(self.parent.files))
+        for gone in self.removed:
+            for table in (view.dirs, view.symlinks, view.files):
+                for p in [p for p in table if p == gone or p.startswith(gone + "/")]:
+                    del table[p]
+        for path, item in self.items.items():
+            e = item.entry
+            for table in (view.dirs, view.symlinks, view.files):
+                table.pop(path, None)
+            if e.kind == "dir":
+                view.dirs[path] = [e.mode, e.uname, e.gname, e.mtime]
+            elif e.kind == "symlink":
+                view.symlinks[path] = e.target
+            elif watched(path):
+                view.files[path] = self.read(path) or b""
+        return view
+
+    def package_index(self) -> dict[str, list]:
+        """Package-owned non-directories: path -> [kind, sha256/target, package] (cross-layer checks)."""
+        return {p: [i.entry.kind, i.sha256, i.owner] for p, i in sorted(self.items.items())
+                if i.package and i.entry.kind != "dir"}
+
+
+def _link_sum(entry: Entry) -> str:
+    if entry.kind in ("symlink", "hardlink"):
+        return hashlib.sha256(entry.target.encode()).hexdigest()
+    return ""
+
+
+def _describe(item: Item) -> tuple:
+    e = item.entry
+    return (e.kind, e.mode, e.uname, e.gname, item.sha256)
+
+
+def _summary(item: Item) -> str:
+    e = item.entry
+    what = {"file": f"file sha256 {item.sha256[:12]}", "dir": "directory",
+            "symlink": f"symlink to {e.target}", "hardlink": f"hardlink to {e.target}"}[e.kind]
+    return f"{what}, {e.uname}:{e.gname} {e.mode:04o}"
+
+
+class _Window(io.RawIOBase):
+    """Read-only view of [offset, offset+size) of a shared file (bounded memory)."""
+
+    def __init__(self, f: BinaryIO, offset: int, size: int) -> None:
+        self._f, self._pos, self._end = f, offset, offset + size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._end - self._pos
+        if n < 0 or n > left:
+            n = left
+        if n <= 0:
+            return b""
+        self._f.seek(self._pos)
+        data = self._f.read(n)
+        self._pos += len(data)
+        return data
+
+
+def entries_sorted(paths: Iterable[str]) -> list[str]:
+    """Tar order: by path bytes, which puts every directory before its contents."""
+    return sorted(paths, key=lambda p: p.encode())
+
+
+def relative_name(path: str) -> str:
+    return path.lstrip("/")
+
+
+def spool_path(workdir: Path, name: str) -> Path:
+    return workdir / "tmp" / f"spool-{name}"
