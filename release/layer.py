@@ -70,13 +70,13 @@ def _assemble(cfg: Config, ws: Workspace, plan: dict, ident: str) -> dict:
         for step in steps:
             if step.kind in PRE_PACKAGE_STEPS:
                 run_config_step(tree, step, ctx)
-        metas = _install_packages(cfg, ws, tree, plan, ctx)
+        metas = install_packages(ws, tree, plan, ctx)
         for step in steps:
             if step.kind not in PRE_PACKAGE_STEPS:
                 run_config_step(tree, step, ctx)
         if plan["pkgdb"]:
             write_pkgdb_entry(ws, tree, plan, metas)
-        blob = _write(cfg, ws, tree, plan)
+        blob = write_tree(ws, tree, plan)
         view, index = tree.child_view().to_json(), tree.package_index()
     layer = {"identity": ident, **blob, "created_by": _created_by(plan), "comment": plan["comment"],
              "packages": [p["name"] for p in plan["packages"]], "scripts": plan.get("script_log", [])}
@@ -104,7 +104,7 @@ def _context(cfg: Config, plan: dict) -> Context:
                    fingerprints_path="/usr/" + fingerprints.strip("/"), signature_type=r.signature_type)
 
 
-def _install_packages(cfg: Config, ws: Workspace, tree: LayerTree, plan: dict, ctx: Context) -> dict:
+def install_packages(ws: Workspace, tree: LayerTree, plan: dict, ctx: Context) -> dict:
     """Stream every package of the layer into the tree; run their install scripts' built-ins."""
     sde = plan["source_date_epoch"]
     ignorable = set(plan["ignore_scripts"])
@@ -173,14 +173,17 @@ def _accounts(tree: LayerTree) -> tuple[dict[str, int], dict[str, int]]:
     return users, groups
 
 
-def _write(cfg: Config, ws: Workspace, tree: LayerTree, plan: dict) -> dict:
+def write_tree(ws: Workspace, tree: LayerTree, plan: dict) -> dict:
+    """Write the tree as the layer blob; returns digest, diff_id, size and media type."""
     sde = plan["source_date_epoch"]
     users, groups = _accounts(tree)
     entries = _with_parents_and_whiteouts(tree, sde)
     canonical = _hardlink_sources(tree)
-    p = cfg.pipeline
-    writer = open_blob_writer(ws.blobs(), p.layer_compression, gzip_level=p.gzip_level,
-                              zstd_level=p.zstd_level, gzip_engine=p.gzip_engine)
+    comp = plan["compression"]
+    media = comp["media"]
+    writer = open_blob_writer(ws.blobs(), media, gzip_level=comp["level"] if media == "tar+gzip" else 6,
+                              zstd_level=comp["level"] if media == "tar+zstd" else 3,
+                              gzip_engine=comp.get("engine", "zlib"))
     try:
         tar = TarStream(writer)
         for path in entries_sorted(entries):

@@ -1,0 +1,258 @@
+"""The layer writer on hand-made packages: ordering, metadata, links, whiteouts and refusals.
+
+Packages are real .pkg files written by pkgfile.write_package (both manifest
+generations); layers are real blobs read back with Python's tarfile and GNU tar.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from release.builtins.entries import Entry
+from release.compress import compressor_identity
+from release.errors import LayerError, PackageError, StepError
+from release.install import Context
+from release.layer import install_packages, write_tree
+from release.pkgfile import Member, write_package
+from release.tree import LayerTree, ParentView
+from release.workspace import Workspace
+from tests.conftest import need_tool
+
+SDE = 1_700_000_000
+PASSWD = b"root:*:0:0::0:0:Charlie &:/root:/bin/sh\ndaemon:*:1:1::0:0:Owner of many system processes:/root:/usr/sbin/nologin\n"
+GROUP = b"wheel:*:0:root\ndaemon:*:1:\n"
+
+
+def manifest(name: str, **extra) -> dict:
+    m = {"name": name, "origin": "base", "version": "14.2", "comment": f"{name} comment",
+         "maintainer": "re@FreeBSD.org", "www": "https://www.FreeBSD.org", "abi": "FreeBSD:14:amd64",
+         "arch": "freebsd:14:x86:64", "prefix": "/", "licenselogic": "single", "licenses": ["BSD2CLAUSE"],
+         "desc": f"{name} description", "categories": ["base"]}
+    m.update(extra)
+    return m
+
+
+class Harness:
+    """A work directory with a cache of hand-made packages and a way to build one layer."""
+
+    def __init__(self, root: Path) -> None:
+        self.ws = Workspace(root)
+        self.packages: list[dict] = []
+
+    def package(self, name: str, members: list[Member], *, generation: str = "new", **extra) -> None:
+        rel = Path("cache/packages/test") / f"{name}.pkg"
+        info = write_package(self.ws.root / rel, manifest(name, **extra), members, generation=generation)
+        self.packages.append({"name": name, "version": "14.2", "sum": info.sha256, "cache": str(rel)})
+
+    def build(self, *, parent: ParentView | None = None, steps=(), scripts: str = "builtin",
+              ignore: tuple = (), media: str = "tar+gzip") -> tuple[dict, LayerTree]:
+        plan = {"packages": self.packages, "scripts": scripts, "ignore_scripts": list(ignore),
+                "byte_order": "little", "source_date_epoch": SDE,
+                "compression": compressor_identity(media, gzip_level=6, zstd_level=3)}
+        (self.ws.root / "tmp").mkdir(parents=True, exist_ok=True)
+        spool = tempfile.TemporaryFile(dir=self.ws.root / "tmp")
+        tree = LayerTree(parent or ParentView(), spool)
+        for e in steps:
+            tree.put(e, "test step")
+        install_packages(self.ws, tree, plan, CTX)
+        return write_tree(self.ws, tree, plan), tree
+
+    def tar(self, blob: dict) -> tarfile.TarFile:
+        data = self.ws.blob(blob["digest"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == blob["digest"][7:]
+        raw = gzip.decompress(data) if blob["media_type"].endswith("gzip") else data
+        assert hashlib.sha256(raw).hexdigest() == blob["diff_id"][7:]
+        return tarfile.open(fileobj=io.BytesIO(raw))
+
+
+def _no_src(path: str) -> bytes:
+    raise AssertionError(f"unexpected src read {path}")
+
+
+CTX = Context(read_src=_no_src, read_src_dir=lambda p: {}, byte_order="little", variables={},
+              fingerprints_path="/usr/share/keys/pkg", signature_type="fingerprints")
+ACCOUNTS = [Entry("/etc", "dir", 0o755), Entry("/etc/master.passwd", "file", 0o600, data=PASSWD),
+            Entry("/etc/group", "file", 0o644, data=GROUP)]
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    return Harness(tmp_path)
+
+
+@pytest.mark.parametrize("generation", ["new", "old"])
+def test_layer_is_sorted_complete_and_carries_package_metadata(h: Harness, generation: str) -> None:
+    h.package("FreeBSD-b", [
+        Member("/usr/bin/su", "file", 0o4555, data=b"su"),
+        Member("/bin/test", "file", 0o555, data=b"test", mtime=SDE + 1000),
+        Member("/bin/[", "hardlink", 0o555, target="/bin/test"),
+        Member("/var/spool/output", "dir", 0o755, uname="daemon", gname="daemon"),
+        Member("/usr/lib/libx.so", "symlink", 0o755, target="../../lib/libx.so.1"),
+    ], generation=generation)
+    h.package("FreeBSD-a", [Member("/lib/libx.so.1", "file", 0o444, data=b"lib", mtime=SDE - 5)],
+              generation=generation)
+    blob, _ = h.build(steps=ACCOUNTS)
+    with h.tar(blob) as tar:
+        members = tar.getmembers()
+    names = [m.name.rstrip("/") for m in members]
+    assert names == sorted(names, key=lambda n: n.encode())
+    for m in members:                                    # every parent directory comes first
+        parent = str(Path(m.name.rstrip("/")).parent)
+        assert parent == "." or parent in names[:names.index(m.name.rstrip("/"))]
+        assert not any(k in m.pax_headers for k in ("atime", "ctime", "mtime"))
+        assert m.mtime <= SDE
+    by = {m.name.rstrip("/"): m for m in members}
+    assert by["usr/bin/su"].mode == 0o4555 and by["usr/bin/su"].uid == 0
+    assert (by["var/spool/output"].uid, by["var/spool/output"].gid, by["var/spool/output"].uname) == (1, 1, "daemon")
+    assert by["lib/libx.so.1"].mtime == SDE - 5 and by["bin/test"].mtime == SDE
+    assert by["usr/lib/libx.so"].issym() and by["usr/lib/libx.so"].linkname == "../../lib/libx.so.1"
+    # the hardlink group is written so the first name in tar order carries the data
+    assert by["bin/["].isfile() and by["bin/test"].islnk() and by["bin/test"].linkname == "bin/["
+    assert by["usr"].isdir() and by["usr"].mode == 0o755 and by["usr"].mtime == SDE
+
+
+def test_gnu_tar_lists_the_layer_with_numeric_owners(h: Harness, tmp_path: Path) -> None:
+    need_tool("tar", "tar")
+    h.package("FreeBSD-a", [Member("/var/spool/output/x", "file", 0o640, uname="daemon", gname="wheel", data=b"x")])
+    blob, _ = h.build(steps=ACCOUNTS)
+    listing = subprocess.run(["tar", "-tvzf", str(h.ws.blob(blob["digest"])), "--numeric-owner"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "-rw-r----- 1/0" in listing and "var/spool/output/x" in listing
+
+
+def test_same_inputs_give_the_same_blob(tmp_path: Path) -> None:
+    digests = set()
+    for n in range(2):
+        h = Harness(tmp_path / str(n))
+        h.package("FreeBSD-a", [Member(f"/usr/share/f{i}", "file", 0o644, data=bytes([i]) * 1000) for i in range(20)])
+        digests.add(h.build(steps=ACCOUNTS)[0]["digest"])
+    assert len(digests) == 1
+
+
+def test_two_packages_claiming_one_path_differently_are_named(h: Harness) -> None:
+    h.package("FreeBSD-one", [Member("/etc/motd", "file", 0o644, data=b"one")])
+    h.package("FreeBSD-two", [Member("/etc/motd", "file", 0o644, data=b"two")])
+    with pytest.raises(LayerError, match=r"/etc/motd: claimed differently by FreeBSD-one .* and FreeBSD-two"):
+        h.build(steps=ACCOUNTS)
+
+
+def test_identical_claims_by_two_packages_are_allowed(h: Harness) -> None:
+    h.package("FreeBSD-one", [Member("/usr/share/doc", "dir", 0o755), Member("/usr/share/doc/x", "file", 0o644, data=b"x")])
+    h.package("FreeBSD-two", [Member("/usr/share/doc", "dir", 0o755), Member("/usr/share/doc/y", "file", 0o644, data=b"y")])
+    blob, _ = h.build(steps=ACCOUNTS)
+    with h.tar(blob) as tar:
+        assert [m.name for m in tar.getmembers()].count("usr/share/doc") == 1
+
+
+def test_writing_through_a_symlink_is_refused(h: Harness) -> None:
+    h.package("FreeBSD-evil", [Member("/usr/trap", "symlink", 0o755, target="/etc")])
+    h.package("FreeBSD-victim", [Member("/usr/trap/passwd", "file", 0o644, data=b"owned")])
+    with pytest.raises(LayerError, match=r"FreeBSD-victim: /usr/trap/passwd: parent /usr/trap is a symlink "
+                                         r"\(to /etc, from FreeBSD-evil\)"):
+        h.build(steps=ACCOUNTS)
+
+
+def test_writing_through_a_symlink_of_a_lower_layer_is_refused(h: Harness) -> None:
+    h.package("FreeBSD-victim", [Member("/usr/lib32/x", "file", 0o644, data=b"x")])
+    with pytest.raises(LayerError, match=r"parent /usr/lib32 is a symlink in a lower layer"):
+        h.build(parent=ParentView(symlinks={"/usr/lib32": "/tmp"}), steps=ACCOUNTS)
+
+
+def test_replacing_a_lower_directory_by_a_file_is_refused(h: Harness) -> None:
+    h.package("FreeBSD-a", [Member("/var/db", "file", 0o644, data=b"x")])
+    with pytest.raises(LayerError, match=r"FreeBSD-a: /var/db: is a directory in the layers below"):
+        h.build(parent=ParentView(dirs={"/var": [0o755, "root", "wheel", SDE], "/var/db": [0o755, "root", "wheel", SDE]}),
+                steps=ACCOUNTS)
+
+
+def test_an_owner_missing_from_the_image_accounts_is_refused(h: Harness) -> None:
+    h.package("FreeBSD-a", [Member("/var/unbound", "dir", 0o755, uname="unbound", gname="unbound")])
+    with pytest.raises(LayerError, match=r"FreeBSD-a: /var/unbound: user 'unbound' is not in the image's "
+                                         r"/etc/master.passwd"):
+        h.build(steps=ACCOUNTS)
+
+
+def test_owner_ids_come_from_the_image_accounts_of_lower_layers(h: Harness) -> None:
+    h.package("FreeBSD-a", [Member("/var/x", "file", 0o644, uname="daemon", gname="daemon", data=b"")])
+    parent = ParentView(files={"/etc/master.passwd": PASSWD.replace(b"daemon:*:1:1", b"daemon:*:7:9"),
+                               "/etc/group": GROUP.replace(b"daemon:*:1:", b"daemon:*:9:")})
+    blob, _ = h.build(parent=parent)
+    with h.tar(blob) as tar:
+        x = tar.getmember("var/x")
+    assert (x.uid, x.gid) == (7, 9)
+
+
+def test_a_removed_lower_path_becomes_a_whiteout_and_parents_keep_lower_metadata(h: Harness) -> None:
+    h.package("FreeBSD-a", [Member("/usr/bin/x", "file", 0o555, data=b"x")])
+    (h.ws.root / "tmp").mkdir(parents=True, exist_ok=True)
+    parent = ParentView(dirs={"/usr": [0o755, "root", "wheel", 1], "/usr/share": [0o755, "root", "wheel", 1],
+                              "/usr/share/misc": [0o755, "root", "wheel", 1]})
+    plan = {"packages": h.packages, "scripts": "builtin", "ignore_scripts": [], "byte_order": "little",
+            "source_date_epoch": SDE, "compression": compressor_identity("tar", gzip_level=6, zstd_level=3)}
+    with tempfile.TemporaryFile(dir=h.ws.root / "tmp") as spool:
+        tree = LayerTree(parent, spool)
+        tree.remove("/usr/share/misc/termcap", "step remove")
+        install_packages(h.ws, tree, plan, CTX)
+        tree.parent.files.update({"/etc/master.passwd": PASSWD, "/etc/group": GROUP})
+        blob = write_tree(h.ws, tree, plan)
+    with h.tar(blob) as tar:
+        by = {m.name.rstrip("/"): m for m in tar.getmembers()}
+    assert by["usr/share/misc/.wh.termcap"].isfile() and by["usr/share/misc/.wh.termcap"].size == 0
+    assert by["usr/share/misc"].mtime == 1 and by["usr"].mtime == 1
+
+
+def test_recognised_scripts_run_as_built_ins_and_unknown_ones_are_refused(h: Harness) -> None:
+    services = b"ssh\t\t22/tcp\n"
+    h.package("FreeBSD-runtime", [
+        Member("/etc/master.passwd", "file", 0o600, data=PASSWD), Member("/etc/group", "file", 0o644, data=GROUP),
+        Member("/etc/services", "file", 0o644, data=services), Member("/tmp", "dir", 0o755)],
+        scripts={"post-install": "pwd_mkdb -i -p -d  ${PKG_ROOTDIR}/etc ${PKG_ROOTDIR}/etc/master.passwd\n"
+                                 "services_mkdb -l -q -o ${PKG_ROOTDIR}/var/db/services.db ${PKG_ROOTDIR}/etc/services\n"
+                                 "chmod 1777 ${PKG_ROOTDIR}/tmp\n"})
+    blob, tree = h.build()
+    with h.tar(blob) as tar:
+        by = {m.name.rstrip("/"): m for m in tar.getmembers()}
+    assert by["tmp"].mode == 0o1777
+    assert by["etc/pwd.db"].size == 40960 and by["etc/spwd.db"].mode == 0o600
+    assert by["var/db/services.db"].size > 0
+    assert tree.read("/etc/passwd").startswith(b"root:*:0:0:")
+
+
+def test_an_unrecognised_script_is_an_error_unless_ignored(tmp_path: Path) -> None:
+    script = {"post-install": "/usr/bin/newaliases\n"}
+    h = Harness(tmp_path / "a")
+    h.package("FreeBSD-sendmail", [Member("/etc/mail/x", "file", 0o644, data=b"")], scripts=script)
+    with pytest.raises(StepError, match=r'FreeBSD-sendmail: post-install script: unrecognised command '
+                                        r'"/usr/bin/newaliases"'):
+        h.build(steps=ACCOUNTS)
+    h2 = Harness(tmp_path / "b")
+    h2.package("FreeBSD-sendmail", [Member("/etc/mail/x", "file", 0o644, data=b"")], scripts=script)
+    h2.build(steps=ACCOUNTS, ignore=("FreeBSD-sendmail:post-install",))
+
+
+def test_a_tampered_package_in_the_cache_stops_the_layer(h: Harness) -> None:
+    h.package("FreeBSD-a", [Member("/usr/share/x", "file", 0o644, data=b"A" * 100_000)], generation="old")
+    path = h.ws.root / h.packages[0]["cache"]
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(PackageError, match=r"FreeBSD-a-14.2"):
+        h.build(steps=ACCOUNTS)
+    assert list(h.ws.blobs().glob("*")) == [] or all(not p.name.startswith(".partial-")
+                                                     for p in h.ws.blobs().iterdir())
+
+
+@pytest.mark.parametrize("media", ["tar", "tar+zstd"])
+def test_other_compressions(h: Harness, media: str) -> None:
+    h.package("FreeBSD-a", [Member("/usr/share/x", "file", 0o644, data=b"x" * 1000)])
+    blob, _ = h.build(steps=ACCOUNTS, media=media)
+    assert blob["media_type"] == f"application/vnd.oci.image.layer.v1.{media}"
+    if media == "tar":
+        assert blob["digest"] == blob["diff_id"]
