@@ -52,10 +52,14 @@ blobs made by both.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import json
 import os
+import queue
 import struct
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,8 +186,19 @@ def _make_codec(media: str, gzip_level: int, zstd_level: int, engine: str) -> "_
     return _Passthrough()
 
 
-def compressor_identity(media: str, *, gzip_level: int, zstd_level: int,
-                        gzip_engine: str = "auto") -> dict:
+@functools.lru_cache(maxsize=None)
+def _identity(media: str, gzip_level: int, zstd_level: int, gzip_engine: str) -> str:
+    return json.dumps(_compressor_identity(media, gzip_level=gzip_level, zstd_level=zstd_level,
+                                           gzip_engine=gzip_engine))
+
+
+def compressor_identity(media: str, *, gzip_level: int, zstd_level: int, gzip_engine: str = "auto") -> dict:
+    """Everything that decides the compressed bytes (computed once per process)."""
+    return json.loads(_identity(media, gzip_level, zstd_level, gzip_engine))
+
+
+def _compressor_identity(media: str, *, gzip_level: int, zstd_level: int,
+                         gzip_engine: str = "auto") -> dict:
     """Everything that decides the compressed bytes, for task identities.
 
     Compressor versions and the probe digest make a compressor change (which
@@ -230,6 +245,34 @@ class BlobWriter:
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
         self.result: Blob | None = None
+        # Compression runs on its own thread (zlib, zstd and hashlib release the
+        # GIL), so tar assembly and diff_id hashing overlap with it; the bounded
+        # queue keeps memory at a few chunks and the order, hence the bytes, fixed.
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._worker = threading.Thread(target=self._compress_loop, name="blob-compressor", daemon=True)
+        self._worker.start()
+
+    def _compress_loop(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is None:
+                try:
+                    self._emit(self._codec.compress(chunk))
+                except BaseException as e:       # handed to the writing thread
+                    self._error = e
+
+    def _submit(self, chunk: bytes | None) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def _stop(self) -> None:
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join()
 
     def write(self, data: bytes) -> int:
         if self._file.closed:
@@ -239,7 +282,7 @@ class BlobWriter:
         if len(self._pending) >= CHUNK:
             whole = len(self._pending) - len(self._pending) % CHUNK
             for offset in range(0, whole, CHUNK):
-                self._emit(self._codec.compress(bytes(self._pending[offset:offset + CHUNK])))
+                self._submit(bytes(self._pending[offset:offset + CHUNK]))
             del self._pending[:whole]
         return len(data)
 
@@ -255,8 +298,11 @@ class BlobWriter:
             return self.result
         try:
             if self._pending:
-                self._emit(self._codec.compress(bytes(self._pending)))
+                self._submit(bytes(self._pending))
                 self._pending.clear()
+            self._stop()
+            if self._error is not None:
+                raise self._error
             self._emit(self._codec.flush())
             self._file.flush()
             os.fsync(self._file.fileno())
@@ -277,6 +323,7 @@ class BlobWriter:
 
     def abort(self) -> None:
         """Drop the partial blob (safe to call more than once)."""
+        self._stop()
         if not self._file.closed:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):

@@ -17,7 +17,7 @@ from .archive import write_archive
 from .checksum import verify_checksums, write_checksums
 from .config import Config
 from .errors import LayerError, ReleaseError
-from .fsutil import pretty_json, read_json, write_if_changed
+from .fsutil import pretty_json, read_json, read_record, write_if_changed
 from .oci import (MEDIA_CONFIG, image_config, image_index, image_manifest, rfc3339, with_ref_name,
                   write_json_blob, write_layout)
 from .workspace import Workspace
@@ -92,7 +92,8 @@ def build_image(cfg: Config, release: str, arch: str, flavour: str) -> dict:
     f = cfg.flavours[flavour]
     chain = [c.name for c in cfg.chain(flavour)]
     check_conflicts(ws, release, arch, chain)
-    layers = [read_json(ws.flavour(release, arch, c) / "layer.json") for c in chain]
+    layers = [read_record(ws.flavour(release, arch, c) / "layer.json", f"layer:{release}:{arch}:{c}")
+              for c in chain]
     sde = read_json(ws.src_inputs(release))["source_date_epoch"]
     src = read_json(ws.src_json(release))
     a = cfg.architectures[arch]
@@ -113,7 +114,7 @@ def build_image(cfg: Config, release: str, arch: str, flavour: str) -> dict:
         "org.opencontainers.image.url": URL,
     }
     if f.parent:
-        parent = read_json(image_record(ws, release, arch, f.parent))
+        parent = read_record(image_record(ws, release, arch, f.parent), f"image:{release}:{arch}:{f.parent}")
         annotations["org.opencontainers.image.base.name"] = ref_name(cfg, release, f.parent, arch)
         annotations["org.opencontainers.image.base.digest"] = parent["manifest"]["digest"]
     layer_descs = [{"mediaType": layer["media_type"], "digest": layer["digest"], "size": layer["size"]}
@@ -128,7 +129,8 @@ def build_image(cfg: Config, release: str, arch: str, flavour: str) -> dict:
 def build_index(cfg: Config, release: str, flavour: str) -> dict:
     ws = Workspace.of(cfg)
     r = cfg.release(release)
-    images = [read_json(image_record(ws, release, a, flavour)) for a in r.arches]
+    images = [read_record(image_record(ws, release, a, flavour), f"image:{release}:{a}:{flavour}")
+              for a in r.arches]
     annotations = {"org.opencontainers.image.version": r.version,
                    "org.opencontainers.image.revision": read_json(ws.src_json(release))["commit"],
                    "org.opencontainers.image.title": f"FreeBSD {r.version} {flavour}"}
@@ -152,7 +154,7 @@ def _layout_current(ws: Workspace, release: str, flavour: str, layout_index: dic
 
 def build_archive(cfg: Config, release: str, arch: str, flavour: str) -> dict:
     ws = Workspace.of(cfg)
-    image = read_json(image_record(ws, release, arch, flavour))
+    image = read_record(image_record(ws, release, arch, flavour), f"image:{release}:{arch}:{flavour}")
     index = image_index([(with_ref_name(image["manifest"], image["ref"]), image["platform"])], None)
     dest = arch_dir(ws, release, arch) / archive_name(cfg, release, arch, flavour)
     write_archive(dest, ws.blobs(), index, xz_preset=cfg.pipeline.xz_preset, cache_dir=ws.root / "cache" / "xz")

@@ -19,7 +19,7 @@ from .cache import PackageCache
 from .compress import compressor_identity
 from .config import Config
 from .errors import LayerError
-from .fsutil import file_digest, pretty_json, read_json, write_if_changed
+from .fsutil import file_digest, pretty_json, read_json, read_record, write_if_changed
 from .pkgfile import open_package
 from .sources import src_paths
 from .tree import LayerTree
@@ -40,8 +40,8 @@ def plan_layer(cfg: Config, release: str, arch: str, flavour: str) -> dict:
     ws = Workspace.of(cfg)
     r = cfg.release(release)
     f = cfg.flavours[flavour]
-    own = read_json(ws.packages_json(release, arch, flavour))
-    src_inputs = read_json(ws.src_inputs(release))
+    own = read_record(ws.packages_json(release, arch, flavour), f"lock:{release}:{arch}")
+    src_inputs = read_record(ws.src_inputs(release), "the fetch task of the release's src")
     cache = PackageCache(ws.cache())
     p = cfg.pipeline
     steps = [s.as_dict() for s in f.steps]
@@ -84,7 +84,7 @@ def _pkgdb(cfg: Config, ws: Workspace, cache: PackageCache, release: str, arch: 
         return None
     chain = []
     for f in cfg.chain(flavour):
-        for p in read_json(ws.packages_json(release, arch, f.name))["packages"]:
+        for p in read_record(ws.packages_json(release, arch, f.name), f"lock:{release}:{arch}")["packages"]:
             chain.append(_pkg(ws, cache, p))
     return {"schema": cfg.release(release).pkgdb_schema, "packages": chain}
 
@@ -92,7 +92,8 @@ def _pkgdb(cfg: Config, ws: Workspace, cache: PackageCache, release: str, arch: 
 def read_view(ws: Workspace, plan: dict) -> dict | None:
     if not plan["parent"]:
         return None
-    return read_json(ws.flavour(plan["release"], plan["arch"], plan["parent"]) / "view.json")
+    return read_record(ws.flavour(plan["release"], plan["arch"], plan["parent"]) / "view.json",
+                       f"layer:{plan['release']}:{plan['arch']}:{plan['parent']}")
 
 
 def install_order(ws: Workspace, packages: list[dict]) -> list[dict]:
