@@ -240,6 +240,12 @@ class _Server(http.server.ThreadingHTTPServer):
         self.owner._closed(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up (a test's fault injection, a stopped fetch) is not news."""
+        import sys
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 
 class RepoServer:
     """Serve *root* over HTTP on 127.0.0.1 (port chosen by the kernel)."""
