@@ -26,7 +26,7 @@ from .config import Config
 from .errors import LayerError, StepError
 from .fsutil import identity, pretty_json, read_json, write_if_changed
 from .install import PRE_PACKAGE_STEPS, Context, run_config_step, run_script_step
-from .layerplan import install_order, package_meta, plan_layer, read_view, write_pkgdb_entry
+from .layerplan import install_order, package_meta, plan_layer, read_view, tar_meta_of, write_pkgdb_entry
 from .pkgfile import open_package
 from .tarstream import TarEntry, TarStream
 from .tree import Item, LayerTree, ParentView, entries_sorted
@@ -123,9 +123,7 @@ def install_packages(ws: Workspace, tree: LayerTree, plan: dict, ctx: Context) -
             for entry, stream in reader.entries():
                 e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
                           target=entry.target, mtime=min(entry.mtime, sde))
-                tar_meta[entry.path] = {"uname": entry.uname, "gname": entry.gname, "perm": f"{entry.mode:04o}",
-                                        "mtime": entry.mtime, "symlink_target": entry.target
-                                        if entry.kind == "symlink" else None}
+                tar_meta[entry.path] = tar_meta_of(entry)
                 if entry.kind == "file":
                     tree.add_stream(e, pkg["name"], stream)
                 else:

@@ -126,6 +126,12 @@ def _manifest(ws: Workspace, p: dict) -> dict:
         return reader.manifest
 
 
+def tar_meta_of(entry) -> dict:
+    """What pkg records of an installed file that an old-generation manifest lacks (from its tar header)."""
+    return {"uname": entry.uname, "gname": entry.gname, "perm": f"{entry.mode:04o}", "mtime": entry.mtime,
+            "symlink_target": entry.target if entry.kind == "symlink" else None}
+
+
 def package_meta(ws: Workspace, p: dict, manifest: dict, tar_meta: dict) -> dict:
     """Remember a package's manifest and tar-header metadata (keyed by its sum) for pkgdb."""
     meta = {"manifest": manifest, "tar_meta": tar_meta}
@@ -143,9 +149,7 @@ def _load_meta(ws: Workspace, p: dict) -> dict:
             if stream is not None:
                 while stream.read(1 << 20):
                     pass
-            tar_meta[entry.path] = {"uname": entry.uname, "gname": entry.gname, "perm": f"{entry.mode:04o}",
-                                    "mtime": entry.mtime,
-                                    "symlink_target": entry.target if entry.kind == "symlink" else None}
+            tar_meta[entry.path] = tar_meta_of(entry)
         return package_meta(ws, p, reader.manifest, tar_meta)
 
 

@@ -31,6 +31,7 @@ from typing import Iterator
 import pytest
 import zstandard
 
+from tests.libdb1_support import pwd_record, u32be  # noqa: F401 (re-exported)
 from tests.conftest import PROJECT, need_tool, unavailable
 from tests.pipeline_support import doit
 
@@ -312,19 +313,9 @@ def static_skeleton() -> dict[str, tuple[int, str, str] | None]:
 
 # --------------------------------------------------------------------------- pwd.db records
 
-def u32be(value: int) -> bytes:
-    return struct.pack(">I", value)
-
-
 def passwd_record(record: bytes) -> dict:
-    """A version-4 pwd.db record (include/pwd.h): strings NUL-ended, numbers u32 big-endian."""
-    name, passwd, rest = record.split(b"\0", 2)
-    uid, gid, change = struct.unpack_from(">III", rest)
-    pw_class, gecos, home, shell, tail = rest[12:].split(b"\0", 4)
-    expire, fields = struct.unpack(">II", tail)
-    return dict(name=name.decode(), passwd=passwd.decode(), uid=uid, gid=gid, change=change,
-                pw_class=pw_class.decode(), gecos=gecos.decode(), dir=home.decode(), shell=shell.decode(),
-                expire=expire, fields=fields)
+    """A version-4 pwd.db record with its strings decoded."""
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in pwd_record(record).items()}
 
 
 def master_passwd_entries(text: bytes) -> list[list[str]]:

@@ -267,6 +267,13 @@ class RepoServer:
         """Base URL without a trailing slash: ``srv.url + "/meta.conf"``."""
         return f"http://127.0.0.1:{self.port}"
 
+    def publish(self, rel: str, data: bytes) -> str:
+        """Put *data* at *rel* under the served directory; returns its URL."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return f"{self.url}/{rel}"
+
     def __enter__(self) -> "RepoServer":
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self

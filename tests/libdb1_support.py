@@ -36,6 +36,22 @@ def libdb1_path() -> Path:
     return need_file(LIBDB1_CANDIDATES[-1], "libdb1-compat")
 
 
+# -- pwd.db records ----------------------------------------------------------------------------
+
+def u32be(value: int) -> bytes:
+    return struct.pack(">I", value)
+
+
+def pwd_record(record: bytes) -> dict:
+    """include/pwd.h's version-4 layout, parsed the way getpwent.c's pwdb_parse_entry_v4 does."""
+    name, passwd, rest = record.split(b"\0", 2)
+    uid, gid, change = struct.unpack_from(">III", rest)
+    pw_class, gecos, home, shell, tail = rest[12:].split(b"\0", 4)
+    expire, fields = struct.unpack(">II", tail)
+    return dict(name=name, passwd=passwd, uid=uid, gid=gid, change=change, pw_class=pw_class,
+                gecos=gecos, dir=home, shell=shell, expire=expire, fields=fields)
+
+
 # -- records exchanged with the child: u32be length + bytes ---------------------------------
 
 def _pack(items: Iterable[bytes | None]) -> bytes:

@@ -26,10 +26,7 @@ def fetcher() -> Fetcher:
 
 
 def publish(srv: RepoServer, rel: str, data: bytes) -> str:
-    path = srv.root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return f"{srv.url}/{rel}"
+    return srv.publish(rel, data)
 
 
 def test_path_for_every_spelling(tmp_path: Path) -> None:

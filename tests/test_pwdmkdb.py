@@ -1,8 +1,6 @@
 """pwd_mkdb: records, put order and bytes, checked through libdb1 like libc reads them."""
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from release.builtins.dbhash import read_hash
@@ -11,7 +9,7 @@ from release.builtins.pwdmkdb import (
     read_master_passwd,
 )
 from release.errors import StepError
-from tests.libdb1_support import libdb1_read, libdb1_write
+from tests.libdb1_support import libdb1_read, libdb1_write, pwd_record, u32be
 
 SMALL_MASTER_PASSWD = b"""\
 # $FreeBSD$
@@ -28,25 +26,11 @@ nobody:*:65534:65534::0:0:Unprivileged user:/nonexistent:/usr/sbin/nologin
 """
 
 
-def u32(value: int) -> bytes:
-    return struct.pack(">I", value)
-
-
-def decode_record(record: bytes) -> dict:
-    """include/pwd.h's version-4 layout, parsed the way getpwent.c's pwdb_parse_entry_v4 does."""
-    name, passwd, rest = record.split(b"\0", 2)
-    uid, gid, change = struct.unpack_from(">III", rest)
-    pw_class, gecos, home, shell, tail = rest[12:].split(b"\0", 4)
-    expire, fields = struct.unpack(">II", tail)
-    return dict(name=name, passwd=passwd, uid=uid, gid=gid, change=change, pw_class=pw_class,
-                gecos=gecos, dir=home, shell=shell, expire=expire, fields=fields)
-
-
 def compat_walk(got: dict[bytes, bytes | None]) -> list[bytes]:
     """getpwent's default "compat" source: 'B' keys 1, 2, ... up to the first gap."""
     names, n = [], 1
-    while got.get(b"B" + u32(n)) is not None:
-        names.append(decode_record(got[b"B" + u32(n)])["name"])
+    while got.get(b"B" + u32be(n)) is not None:
+        names.append(pwd_record(got[b"B" + u32be(n)])["name"])
         n += 1
     return names
 
@@ -67,7 +51,7 @@ def check_both_files(tmp_path, master: bytes) -> dict[str, dict[bytes, bytes | N
         for key, data in puts:
             expected.setdefault(key, data)
         yp = sum(entry.name[:1] in (b"+", b"-") for entry in entries)
-        probes = [*expected, b"B" + u32(len(entries) + 1), b"E" + u32(yp + 1)]
+        probes = [*expected, b"B" + u32be(len(entries) + 1), b"E" + u32be(yp + 1)]
         seq, got = libdb1_read(tmp_path / f"{label}.db", probes)
         assert dict(seq) == expected == read_hash(raw)
         seen[label] = got
@@ -80,16 +64,16 @@ def test_small_master_passwd(tmp_path) -> None:
     assert pwd[b"\xffVERSION"] == b"\x04" == spwd[b"\xffVERSION"]
     assert compat_walk(pwd) == [b"root", b"toor", b"daemon", b"www", b"nobody",
                                 b"+@netgroup", b"-baduser"]
-    root = decode_record(spwd[b"Aroot"])
-    assert root["passwd"] == b"$6$salt$hash" and decode_record(pwd[b"Aroot"])["passwd"] == b"*"
+    root = pwd_record(spwd[b"Aroot"])
+    assert root["passwd"] == b"$6$salt$hash" and pwd_record(pwd[b"Aroot"])["passwd"] == b"*"
     assert root["fields"] == 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200
-    assert decode_record(pwd[b"C" + u32(0)])["name"] == b"root"  # toor loses uid 0
-    www = decode_record(pwd[b"Awww"])
+    assert pwd_record(pwd[b"C" + u32be(0)])["name"] == b"root"  # toor loses uid 0
+    www = pwd_record(pwd[b"Awww"])
     assert (www["pw_class"], www["change"], www["expire"]) == (b"staff", 1700000000, 1)
-    plus, minus = decode_record(pwd[b"E" + u32(1)]), decode_record(pwd[b"E" + u32(2)])
+    plus, minus = pwd_record(pwd[b"E" + u32be(1)]), pwd_record(pwd[b"E" + u32be(2)])
     assert plus["name"] == b"+@netgroup" and plus["fields"] == 0  # "+name" is not a name
     assert minus["name"] == b"-baduser" and minus["fields"] == 0x1
-    assert pwd[b"D"] == b"\x03" and pwd[b"E" + u32(3)] is None
+    assert pwd[b"D"] == b"\x03" and pwd[b"E" + u32be(3)] is None
 
 
 def test_small_master_passwd_v7_file() -> None:
@@ -123,7 +107,7 @@ def test_shared_sample_master_passwd(tmp_path, src_samples) -> None:
              if line.strip() and not line.lstrip().startswith(b"#")]
     assert len(names) == 27
     assert compat_walk(got["pwd"]) == names == compat_walk(got["spwd"])
-    assert decode_record(got["spwd"][b"Aroot"])["passwd"] == b""
+    assert pwd_record(got["spwd"][b"Aroot"])["passwd"] == b""
     assert len(read_hash(result.pwd_db)) == 81
     assert result.passwd.count(b"\n") == 27 and b"#" not in result.passwd
 

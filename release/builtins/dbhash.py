@@ -13,115 +13,26 @@ FreeBSD's __big_insert fix (data never exactly fills a big key's last page) is
 applied, and the two big-pair shapes db(3) writes but can never find again (an
 empty key; no data after a key that fills its last page) are refused.
 
-read_hash() is an independent reader of the on-disk layout, used to verify
-what the writer produced.
+dbhash_pages holds the shared layout and buffer pool; read_hash() (from
+dbhash_reader, an independent reader of the on-disk layout used to verify what
+the writer produced) is re-exported here.
 """
 from __future__ import annotations
 
 import struct
 
-from ..errors import StepError
+from .dbhash_pages import (BIG_ENDIAN, HashFileError, LITTLE_ENDIAN, _ALL_SET, _BIGOVERHEAD, _BUF_BUCKET,
+                           _BUF_MOD, _BUF_PIN, _Buf, _BufferPool, _DEF_BUFSIZE, _DEF_DIRSIZE, _DEF_FFACTOR,
+                           _FULL_KEY, _FULL_KEY_DATA, _HDRSIZE, _HEADER, _H_CHARKEY, _MAGIC, _MAX_BSIZE,
+                           _MINHDRSIZE, _MIN_BSIZE, _MIN_BUFFERS, _MIN_FFACTOR, _NCACHED, _OVFLPAGE,
+                           _OVFLSIZE, _PARTIAL_KEY, _REAL_KEY, _SGSIZE, _SPLITMASK, _SPLITSHIFT, _SSHIFT,
+                           _VERSION, _big_chunk, _free, _g, _log2, _offset, _pairfits, _putpair, _s, hash4)
+from .dbhash_reader import read_hash
 
-LITTLE_ENDIAN = 1234
-BIG_ENDIAN = 4321
-
-_MAGIC, _VERSION, _HDRSIZE, _MINHDRSIZE = 0x061561, 2, 260, 512
-_CHARKEY = b"%$sniglet^&\0"
-_NCACHED, _SPLITSHIFT, _SPLITMASK = 32, 11, 0x7FF
-_OVFLPAGE, _PARTIAL_KEY, _FULL_KEY, _FULL_KEY_DATA, _REAL_KEY = 0, 1, 2, 3, 4
-_OVFLSIZE, _BIGOVERHEAD = 4, 8
-_DEF_FFACTOR, _MIN_FFACTOR, _MIN_BUFFERS, _DEF_BUFSIZE = 65536, 4, 6, 65536
-_MIN_BSIZE, _MAX_BSIZE, _SGSIZE, _SSHIFT, _DEF_DIRSIZE = 256, 32768, 256, 8, 256
-_ALL_SET = 0xFFFFFFFF
-_BUF_MOD, _BUF_BUCKET, _BUF_PIN = 0x1, 0x4, 0x8
-_HEADER = struct.Struct(">iiIiiiiiiiIIIIiii32i32H")  # HASHHDR, always big-endian on disk
-_U16 = struct.Struct("<H")
+__all__ = ["BIG_ENDIAN", "LITTLE_ENDIAN", "HashFileError", "HashWriter", "hash4", "read_hash"]
 
 
-class HashFileError(StepError):
-    """A db(3) hash file cannot be written or read back."""
-
-
-def hash4(key: bytes) -> int:
-    """FreeBSD's default hash (hash_func.c hash4): h = 33h + c, modulo 2^32."""
-    h = 0
-    for c in key:
-        h = (h * 33 + c) & 0xFFFFFFFF
-    return h
-
-
-_H_CHARKEY = hash4(_CHARKEY) - (1 << 32)  # stored as int32: dbopen's "same hash function?" check
-
-
-def _log2(num: int) -> int:
-    """hash_log2.c: the smallest i with 2^i >= num."""
-    i, limit = 0, 1
-    while limit < num:
-        limit <<= 1
-        i += 1
-    return i
-
-
-def _g(p: bytearray, i: int) -> int:
-    return _U16.unpack_from(p, i << 1)[0]
-
-
-def _s(p: bytearray, i: int, v: int) -> None:
-    _U16.pack_into(p, i << 1, v & 0xFFFF)
-
-
-def _free(p: bytearray) -> int:
-    return _g(p, _g(p, 0) + 1)
-
-
-def _offset(p: bytearray) -> int:
-    return _g(p, _g(p, 0) + 2)
-
-
-def _pairfits(p: bytearray, key: bytes, val: bytes) -> bool:
-    return _g(p, 2) >= _REAL_KEY and 4 + len(key) + len(val) + _OVFLSIZE <= _free(p)
-
-
-def _putpair(p: bytearray, key: bytes, val: bytes) -> None:
-    n = _g(p, 0)
-    off = _offset(p) - len(key)
-    p[off:off + len(key)] = key
-    _s(p, n + 1, off)
-    off -= len(val)
-    p[off:off + len(val)] = val
-    n += 2
-    _s(p, n, off)
-    _s(p, 0, n)
-    _s(p, n + 1, off - 2 * (n + 3))
-    _s(p, n + 2, off)
-
-
-def _big_chunk(p: bytearray, chunk: bytes, flag: int) -> None:
-    """One piece of a big pair at the top of the free space, slots (offset, flag)."""
-    off = _offset(p) - len(chunk)
-    p[off:off + len(chunk)] = chunk
-    n = _g(p, 0) + 2
-    _s(p, n - 1, off)
-    _s(p, 0, n)
-    _s(p, n + 1, off - 2 * (n + 3))
-    _s(p, n + 2, off)
-    _s(p, n, flag)
-
-
-class _Buf:
-    """hash_buf.c BUFHEAD: one cached page on the LRU list."""
-
-    __slots__ = ("prev", "next", "ovfl", "addr", "flags", "page")
-
-    def __init__(self, page: bytearray | None = None) -> None:
-        self.prev = self.next = self
-        self.ovfl: _Buf | None = None
-        self.addr = 0
-        self.flags = 0
-        self.page = page
-
-
-class HashWriter:
+class HashWriter(_BufferPool):
     """Replays dbopen(DB_HASH, HASHINFO), put(R_NOOVERWRITE)... and close().
 
     The arguments are the HASHINFO fields; 0 means db(3)'s default, as in
@@ -171,132 +82,6 @@ class HashWriter:
         words[clearints - 1] = (_ALL_SET << (nbits & 31)) & _ALL_SET
         words[0] |= 1
         self.bitmaps[ndx], self.mapp[ndx] = pnum, words
-
-    def _call_hash(self, key: bytes) -> int:
-        bucket = hash4(key) & self.high_mask
-        return bucket & self.low_mask if bucket > self.max_bucket else bucket
-
-    def _bucket_to_page(self, b: int) -> int:
-        return b + self.hdrpages + (self.spares[_log2(b + 1) - 1] if b else 0)
-
-    def _oaddr_to_page(self, a: int) -> int:
-        return self._bucket_to_page((1 << (a >> _SPLITSHIFT)) - 1) + (a & _SPLITMASK)
-
-    # -- buffer pool and "disk" (hash_buf.c, hash_page.c) ------------------------------
-
-    def _unlink(self, b: _Buf) -> None:
-        b.prev.next, b.next.prev = b.next, b.prev
-
-    def _insert_after(self, b: _Buf, where: _Buf) -> None:
-        b.next, b.prev = where.next, where
-        where.next = b
-        b.next.prev = b
-
-    def _get_buf(self, addr: int, prev: _Buf | None, newpage: bool = False) -> _Buf:
-        """__get_buf: overflow pages are found only through their predecessor's buffer."""
-        disk_mask = False
-        if prev is not None:
-            bp = prev.ovfl if prev.ovfl is not None and prev.ovfl.addr == addr else None
-            is_disk = not newpage
-        else:
-            bp, disk_mask = self._dir.get(addr, (None, False))
-            is_disk = disk_mask
-        if bp is None:
-            bp = self._newbuf(addr, prev)
-            self._get_page(bp.page, addr, prev is None, is_disk)
-            if prev is None:
-                self._dir[addr] = (bp, disk_mask)
-        else:
-            self._unlink(bp)
-            self._insert_after(bp, self._head)
-        return bp
-
-    def _newbuf(self, addr: int, prev: _Buf | None) -> _Buf:
-        """newbuf: a fresh buffer while the cache allows, else evict the LRU one."""
-        bp = self._head.prev
-        if self._nbufs or bp.flags & _BUF_PIN:
-            bp = _Buf(bytearray(self.bsize))
-            if self._nbufs:
-                self._nbufs -= 1
-        else:
-            self._unlink(bp)
-            if bp.addr or bp.flags & _BUF_BUCKET:
-                self._evict(bp)
-        bp.addr, bp.ovfl = addr, None
-        if prev is not None:
-            prev.ovfl, bp.flags = bp, 0
-        else:
-            bp.flags = _BUF_BUCKET
-        self._insert_after(bp, self._head)
-        return bp
-
-    def _evict(self, bp: _Buf) -> None:
-        """Write back a victim bucket page and the overflow pages cached behind it."""
-        n = _g(bp.page, 0)
-        oaddr = _g(bp.page, n - 1) if n else 0
-        if bp.flags & _BUF_MOD:
-            self._put_page(bp.page, bp.addr, bool(bp.flags & _BUF_BUCKET))
-        if bp.flags & _BUF_BUCKET:
-            on_disk = bool(bp.flags & _BUF_MOD) or self._dir.get(bp.addr, (None, False))[1]
-            self._dir[bp.addr] = (None, on_disk)
-        xbp = bp
-        while xbp.ovfl is not None:
-            nxt, xbp.ovfl = xbp.ovfl, None
-            xbp = nxt
-            if xbp.flags & _BUF_BUCKET or oaddr != xbp.addr:
-                break
-            n = _g(xbp.page, 0)
-            if n:
-                oaddr = _g(xbp.page, n - 1)
-            if xbp.flags & _BUF_MOD:
-                self._put_page(xbp.page, xbp.addr, False)
-            xbp.addr = xbp.flags = 0
-            self._unlink(xbp)
-            self._insert_after(xbp, self._head.prev)
-
-    def _reclaim_buf(self, bp: _Buf) -> None:
-        bp.ovfl, bp.addr, bp.flags = None, 0, 0
-        self._unlink(bp)
-        self._insert_after(bp, self._head.prev)
-
-    def _page_init(self, p: bytearray) -> None:
-        _s(p, 0, 0)
-        _s(p, 1, self.bsize - 6)
-        _s(p, 2, self.bsize)
-
-    def _swap_slots(self, p: bytearray, start: int, stop: int) -> None:
-        """Byte-swap u16 slots start..stop-1: only the live ones are in lorder on disk."""
-        for i in range(start, min(stop, self.bsize >> 1)):
-            p[2 * i], p[2 * i + 1] = p[2 * i + 1], p[2 * i]
-
-    def _get_page(self, p: bytearray, addr: int, is_bucket: bool, is_disk: bool) -> None:
-        if is_disk:
-            page = self._bucket_to_page(addr) if is_bucket else self._oaddr_to_page(addr)
-            off = page << self.bshift
-            if off >= len(self._disk):
-                _s(p, 0, 0)
-            else:
-                p[:] = self._disk[off:off + self.bsize]
-        if not is_disk or not _g(p, 0):
-            self._page_init(p)
-        elif self.lorder != LITTLE_ENDIAN:
-            self._swap_slots(p, 0, 1)  # S[0] first: it counts the slots that follow
-            self._swap_slots(p, 1, _g(p, 0) + 3)
-
-    def _put_page(self, p: bytearray, addr: int, is_bucket: bool) -> None:
-        """__put_page swaps the live slots in place: the buffer keeps them swapped."""
-        if self.lorder != LITTLE_ENDIAN:
-            self._swap_slots(p, 0, _g(p, 0) + 3)
-        page = self._bucket_to_page(addr) if is_bucket else self._oaddr_to_page(addr)
-        self._write(page, p)
-
-    def _write(self, page: int, data: bytes | bytearray) -> None:
-        off = page << self.bshift
-        if len(self._disk) < off:
-            self._disk.extend(bytes(off - len(self._disk)))
-        self._disk[off:off + len(data)] = data
-
-    # -- public interface -----------------------------------------------------------------
 
     def put(self, key: bytes, data: bytes) -> bool:
         """put(R_NOOVERWRITE): False (and nothing changes) when the key exists."""
@@ -733,107 +518,3 @@ class HashWriter:
         _putpair(tail.page, key, val)
         tail.flags |= _BUF_MOD
         return tail
-
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-class _Reader:
-    """The on-disk layout seen from outside: header, bucket chains, big pairs."""
-
-    def __init__(self, data: bytes) -> None:
-        if len(data) < _HDRSIZE:
-            raise HashFileError(f"hash file: {len(data)} bytes, shorter than its header")
-        hdr = _HEADER.unpack_from(data)
-        magic, version, self.lorder, self.bsize, bshift = hdr[:5]
-        if magic != _MAGIC or version not in (1, 2):
-            raise HashFileError(f"hash file: bad magic {magic:#x} or version {version}")
-        if hdr[16] != _H_CHARKEY:
-            raise HashFileError("hash file: h_charkey does not match the default hash")
-        if self.lorder not in (LITTLE_ENDIAN, BIG_ENDIAN) or not (
-                _MIN_BSIZE <= self.bsize <= 65536 and self.bsize == 1 << bshift):
-            raise HashFileError(f"hash file: bad lorder {self.lorder} or bsize {self.bsize}")
-        self.max_bucket, self.hdrpages = hdr[10], hdr[15]
-        self.spares = hdr[17:49]
-        self.data = data
-        self._u16 = struct.Struct(">H" if self.lorder == BIG_ENDIAN else "<H")
-        self.pages = len(data) // self.bsize + 2
-        self.budget = 0
-
-    def page(self, addr: int, is_bucket: bool) -> tuple[bytes, list[int]]:
-        """The page's bytes and its live slots S[0]..S[S[0]+2] (all empty past EOF)."""
-        self.budget -= 1
-        if self.budget < 0:
-            raise HashFileError("hash file: overflow chains loop")
-        if is_bucket:
-            pno = self.page_of_bucket(addr)
-        else:
-            pno = self.page_of_bucket((1 << (addr >> _SPLITSHIFT)) - 1) + (addr & _SPLITMASK)
-        off = pno * self.bsize
-        raw = self.data[off:off + self.bsize]
-        if not raw:
-            return b"", [0]
-        if len(raw) != self.bsize:
-            raise HashFileError(f"hash file: page {pno} is cut short by the end of the file")
-        n = self._u16.unpack_from(raw, 0)[0]
-        if n == 0:
-            return raw, [0]
-        if n + 3 > self.bsize // 2:
-            raise HashFileError(f"hash file: page {pno} claims {n} slots")
-        return raw, [self._u16.unpack_from(raw, 2 * i)[0] for i in range(n + 3)]
-
-    def page_of_bucket(self, b: int) -> int:
-        return b + self.hdrpages + (self.spares[_log2(b + 1) - 1] if b else 0)
-
-    def chain(self, bucket: int):
-        """Yield (key, data) of one bucket in the order seq() returns them."""
-        self.budget = 2 * self.pages  # a big pair's pages are walked twice
-        raw, s = self.page(bucket, True)
-        while s[0]:
-            n, i, off, nxt = s[0], 1, self.bsize, 0
-            while i < n:
-                if s[i + 1] >= _REAL_KEY:
-                    yield raw[s[i]:off], raw[s[i + 1]:s[i]]
-                    off, i = s[i + 1], i + 2
-                    continue
-                if s[i + 1] == _OVFLPAGE:
-                    nxt = s[i]
-                else:
-                    key, value, nxt = self.big_pair(raw, s)
-                    yield key, value
-                break
-            if not nxt:
-                return
-            raw, s = self.page(nxt, False)
-
-    def big_pair(self, raw: bytes, s: list[int]) -> tuple[bytes, bytes, int]:
-        """A big pair starting on this page: key, data and the chain's next page."""
-        first_raw, first_s = raw, s
-        key = []
-        while s[2] == _PARTIAL_KEY:
-            key.append(raw[s[1]:])
-            raw, s = self.page(s[s[0] - 1], False)
-        key.append(raw[s[1]:])
-        if s[2] == _FULL_KEY_DATA and s[s[0] + 1]:
-            value = [raw[s[s[0]]:s[1]]]
-        else:
-            value = [raw[s[s[0]]:s[1]]] if s[2] == _FULL_KEY_DATA else []
-            raw, s = self.page(s[s[0] - 1], False)
-            value.append(raw[s[1]:])
-            while s[2] != _FULL_KEY_DATA:
-                raw, s = self.page(s[s[0] - 1], False)
-                value.append(raw[s[1]:])
-        raw, s = first_raw, first_s
-        while not (s[2] == _FULL_KEY_DATA and (s[0] == 2 or s[s[0]] == _OVFLPAGE or s[s[0] + 1])):
-            raw, s = self.page(s[s[0] - 1], False)
-        return b"".join(key), b"".join(value), (s[3] if s[0] > 2 else 0)
-
-
-def read_hash(data: bytes) -> dict[bytes, bytes]:
-    """Every pair of a db(3) hash file, in seq() order (the first of duplicate keys)."""
-    reader = _Reader(bytes(data))
-    pairs: dict[bytes, bytes] = {}
-    for bucket in range(reader.max_bucket + 1):
-        for key, value in reader.chain(bucket):
-            pairs.setdefault(bytes(key), bytes(value))
-    return pairs
