@@ -231,3 +231,25 @@ def test_a_pinned_lock_is_used_as_is_and_must_match_the_config(served_demo, tmp_
     proc = doit(config3, tmp_path / "work3", "download:test:amd64", check=False)
     [line] = error_lines(proc)
     assert line.startswith(f"lock:test:amd64: {pinned / 'amd64.json'}: locks flavours")
+
+
+def test_pubkey_signed_repository_verifies_against_the_configured_key(tmp_path):
+    from release.demo.generate import generate_demo, pubkey_pem
+    from tests.httpserver import RepoServer
+    root = tmp_path / "served"
+    generate_demo(root, arches=("amd64",), abi_major=14, repos={"base_release_2": "14.2"},
+                  signature_type="pubkey")
+    key = tmp_path / "demo.pub"
+    key.write_bytes(pubkey_pem())
+    other = tmp_path / "other.pub"
+    other.write_bytes(public_key_pem(_new_key()))
+    with RepoServer(root) as server:
+        good = served_config(tmp_path, server, root, arches=["amd64"], signature_type="pubkey", pubkey=str(key))
+        doit(good, tmp_path / "work", "lock:test:amd64")
+        lock = json.loads((tmp_path / "work/locks/test/amd64.json").read_text())
+        assert lock["repository"]["fingerprint"] is not None
+        bad = served_config(tmp_path, server, root, arches=["amd64"], signature_type="pubkey", pubkey=str(other))
+        proc = doit(bad, tmp_path / "work2", "lock:test:amd64", check=False)
+        [line] = error_lines(proc)
+        assert line.startswith(f"fetch:test:amd64: {server.url}{repo_path('amd64')}/data.pkg: ")
+        assert "signature" in line

@@ -143,7 +143,8 @@ def _write_repository(path: Path, params: dict, bumps: dict[str, dict], inputs: 
                                  generation="new" if new else "old", level=params["pkg_level"])
             entries.append(_catalogue_row(info, filename, info.pkg2 if new else info.sha256))
             del pkg
-        write_repository(tmp, entries, signing_key=signing_key_pem(), signature_type="fingerprints",
+        write_repository(tmp, entries, signing_key=signing_key_pem(),
+                         signature_type=params.get("signature_type", "fingerprints"),
                          packing_format="tzst", formats=("data", "packagesite") if new else ("packagesite",),
                          legacy_copies=new, mtime=params["time"])
         _write_stamp(tmp, {"inputs": inputs, "params": params, "bumps": bumps})
@@ -160,7 +161,7 @@ def _ensure_repository(path: Path, params: dict, data_id: str) -> bool:
 
 
 def _check(arches: Sequence[str], repos: Mapping[str, str], branches: Sequence[str], scale: float,
-           time: int) -> None:
+           time: int, signature_type: str) -> None:
     problems = []
     if not arches or len(set(arches)) != len(arches):
         problems.append(f"arches {list(arches)}: need one or more, each once")
@@ -173,6 +174,8 @@ def _check(arches: Sequence[str], repos: Mapping[str, str], branches: Sequence[s
         problems.append("branches: need at least one")
     if not scale > 0:
         problems.append(f"scale {scale}: must be positive")
+    if signature_type not in ("fingerprints", "pubkey"):
+        problems.append(f"signature_type {signature_type!r}: fingerprints or pubkey")
     if not 3 * 3600 <= time < 0x7FFFFFFF:
         problems.append(f"time {time}: out of range")
     if problems:
@@ -183,8 +186,13 @@ def _check(arches: Sequence[str], repos: Mapping[str, str], branches: Sequence[s
 
 def generate_demo(root: Path, *, arches: Sequence[str] = ("amd64", "aarch64"), abi_major: int = 14,
                   repos: Mapping[str, str] = DEFAULT_REPOS, branches: Sequence[str] = DEFAULT_BRANCHES,
-                  time: int = DEFAULT_TIME, scale: float = 1, pkg_level: int = PKG_LEVEL) -> DemoInfo:
+                  time: int = DEFAULT_TIME, scale: float = 1, pkg_level: int = PKG_LEVEL,
+                  signature_type: str = "fingerprints") -> DemoInfo:
     """Write (or leave as they are, if up to date) the demo src repository and pkgbase repositories.
+
+    *signature_type* signs the catalogues as FreeBSD does ("fingerprints":
+    `.sig`/`.pub` members, trust by fingerprint) or in pkg's older "pubkey" mode
+    (a `signature` member, checked against a configured key file).
 
     *repos* maps repository names to the package version they carry
     ({"base_release_2": "14.2"}); *time* is the src tip commit time and the
@@ -193,7 +201,7 @@ def generate_demo(root: Path, *, arches: Sequence[str] = ("amd64", "aarch64"), a
     benchmark wants generation to be quick).
     """
     root = Path(root)
-    _check(arches, repos, branches, scale, time)
+    _check(arches, repos, branches, scale, time, signature_type)
     data_id = _data_identity()
     written = []
     root.mkdir(parents=True, exist_ok=True)
@@ -205,7 +213,8 @@ def generate_demo(root: Path, *, arches: Sequence[str] = ("amd64", "aarch64"), a
         for repo, version in sorted(repos.items()):
             path = repository_dir(root, arch=arch, abi_major=abi_major, repo=repo)
             params = {"arch": arch, "abi_major": abi_major, "repo": repo, "version": version,
-                      "time": time, "scale": float(scale), "pkg_level": pkg_level}
+                      "time": time, "scale": float(scale), "pkg_level": pkg_level,
+                      "signature_type": signature_type}
             if _ensure_repository(path, params, data_id):
                 written.append(path.relative_to(root).as_posix())
             repositories[(arch, repo)] = path
