@@ -8,6 +8,7 @@ from tasks.common import WS
 from tasks.images import (task_archive, task_checksum, task_image, task_index, task_layer,  # noqa: F401
                           task_verify_checksums)
 from tasks.prepare import task_demo, task_download, task_fetch, task_lock  # noqa: F401
+from tasks.publish import task_nightly, task_publish  # noqa: F401
 from tasks.reporter import OneLineReporter
 
 DOIT_CONFIG = {

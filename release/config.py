@@ -38,7 +38,7 @@ class Pipeline:
     gzip_engine: str                # "zlib" (identical bytes on every CPU) or "isal" (faster, CPU-dependent)
     zstd_level: int
     xz_preset: int
-    source_date_epoch: str          # "src-commit", "environment" or a decimal epoch
+    source_date_epoch: str          # "src-inputs", "src-commit", "environment" or a decimal epoch
     http_timeout: float
     http_retries: int
     user_agent: str
@@ -58,6 +58,12 @@ class Pkgbase:
     pubkey: str
     pkgdb_schema: int
     pkg_packages: tuple[str, ...]   # packages whose presence makes an image ship pkg
+
+
+@dataclass(frozen=True)
+class Publish:
+    root: str                       # download-tree root ("" = none configured)
+    keep: int                       # snapshot dates kept per version and architecture
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,7 @@ class Config:
     pipeline: Pipeline
     src: Src
     pkgbase: Pkgbase
+    publish: Publish
     architectures: dict[str, Architecture]
     flavours: dict[str, Flavour]
     releases: dict[str, Release]
@@ -204,9 +211,9 @@ def in_range(lo: int, hi: int) -> Callable[[Any], str | None]:
 
 
 def epoch_policy(value) -> str | None:
-    if isinstance(value, int) or value in ("src-commit", "environment") or str(value).isdigit():
+    if isinstance(value, int) or value in ("src-inputs", "src-commit", "environment") or str(value).isdigit():
         return None
-    return f'must be "src-commit", "environment" or an epoch in seconds, not {value!r}'
+    return f'must be "src-inputs", "src-commit", "environment" or an epoch in seconds, not {value!r}'
 
 
 SCHEMA: dict[str, list[Setting]] = {
@@ -218,7 +225,7 @@ SCHEMA: dict[str, list[Setting]] = {
         Setting("gzip_engine", "str", "zlib", one_of(("zlib", "isal"))),
         Setting("zstd_level", "int", 3, in_range(1, 19)),
         Setting("xz_preset", "int", 6, in_range(0, 9)),
-        Setting("source_date_epoch", "str|int", "src-commit", epoch_policy),
+        Setting("source_date_epoch", "str|int", "src-inputs", epoch_policy),
         Setting("http_timeout", "float", 30.0, positive),
         Setting("http_retries", "int", 4, in_range(0, 20)),
         Setting("user_agent", "str", "freebsd-oci-release"),
@@ -234,6 +241,10 @@ SCHEMA: dict[str, list[Setting]] = {
         Setting("pubkey", "str", ""),
         Setting("pkgdb_schema", "int", 42, one_of(PKGDB_SCHEMAS)),
         Setting("pkg_packages", "list[str]", ["FreeBSD-pkg-bootstrap", "FreeBSD-pkg"]),
+    ],
+    "publish": [
+        Setting("root", "str", "", doc="download tree root (releases/ and snapshots/ go below it)"),
+        Setting("keep", "int", 7, positive, "snapshot dates kept per version and architecture"),
     ],
     "architectures.*": [
         Setting("target", "str", ""),
@@ -472,10 +483,11 @@ def load(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -
 def from_dict(data: dict, *, path: Path, workdir: str | os.PathLike | None = None) -> Config:
     chk = _Checker(path.name)
     project = path.resolve().parent
-    top_sections = {"pipeline", "src", "pkgbase", "architectures", "flavours", "releases"}
+    top_sections = {"pipeline", "src", "pkgbase", "publish", "architectures", "flavours", "releases"}
     for key in sorted(set(data) - top_sections):
         chk.problem(key, f"unknown section (known: {', '.join(sorted(top_sections))})")
-    plain = {name: chk.section(name, data.get(name, {}), SCHEMA[name]) for name in ("pipeline", "src", "pkgbase")}
+    plain = {name: chk.section(name, data.get(name, {}), SCHEMA[name])
+             for name in ("pipeline", "src", "pkgbase", "publish")}
     tables: dict[str, dict[str, dict]] = {}
     for name in ("architectures", "flavours", "releases"):
         raw = data.get(name, {})
@@ -508,6 +520,7 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
     k = plain["pkgbase"]
     pkgbase = Pkgbase(url=k["url"], signature_type=k["signature_type"], fingerprints=k["fingerprints"],
                       pubkey=k["pubkey"], pkgdb_schema=k["pkgdb_schema"], pkg_packages=tuple(k["pkg_packages"]))
+    publish = Publish(root=plain["publish"]["root"], keep=plain["publish"]["keep"])
     arches = {n: Architecture(name=n, target=a["target"] or n, oci=a["oci"], variant=a["variant"],
                               byte_order=a["byte_order"], legacy_arch=a["legacy_arch"])
               for n, a in tables["architectures"].items()}
@@ -526,7 +539,7 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
             fingerprints=r["fingerprints"] or pkgbase.fingerprints, pubkey=r["pubkey"] or pkgbase.pubkey,
             pkgdb_schema=r["pkgdb_schema"] or pkgbase.pkgdb_schema, lock=r["lock"], demo=r["demo"],
             packages=tuple(sorted((fl, tuple(v)) for fl, v in r["packages"].items())))
-    return Config(path=path, project=project, pipeline=pipeline, src=src, pkgbase=pkgbase,
+    return Config(path=path, project=project, pipeline=pipeline, src=src, pkgbase=pkgbase, publish=publish,
                   architectures=arches, flavours=flavours, releases=releases)
 
 

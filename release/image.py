@@ -36,6 +36,12 @@ def archive_name(cfg: Config, release: str, arch: str, flavour: str) -> str:
     return f"FreeBSD-{r.version}-{cfg.architectures[arch].file_arch}-container-image-{flavour}.txz"
 
 
+def image_version(cfg: Config, release: str, src: dict) -> str:
+    """The version images carry: 15.0-CURRENT-<YYYYMMDD>-<gitrev>-<gitcount> for snapshots."""
+    r = cfg.release(release)
+    return f"{r.version}-{src['suffix']}" if r.kind == "snapshot" and src.get("suffix") else r.version
+
+
 def ref_name(cfg: Config, release: str, flavour: str, arch: str | None = None) -> str:
     version = cfg.release(release).version
     return f"freebsd-{flavour}:{version}" + (f"-{arch}" if arch else "")
@@ -103,7 +109,7 @@ def build_image(cfg: Config, release: str, arch: str, flavour: str) -> dict:
                                    for layer in layers], labels=None)
     config_desc = write_json_blob(ws.blobs(), config, MEDIA_CONFIG)
     annotations = {
-        "org.opencontainers.image.version": r.version,
+        "org.opencontainers.image.version": image_version(cfg, release, src),
         "org.opencontainers.image.revision": src["commit"],
         "org.opencontainers.image.source": cfg.source(r),
         "org.opencontainers.image.created": rfc3339(sde),
@@ -131,8 +137,9 @@ def build_index(cfg: Config, release: str, flavour: str) -> dict:
     r = cfg.release(release)
     images = [read_record(image_record(ws, release, a, flavour), f"image:{release}:{a}:{flavour}")
               for a in r.arches]
-    annotations = {"org.opencontainers.image.version": r.version,
-                   "org.opencontainers.image.revision": read_json(ws.src_json(release))["commit"],
+    src = read_json(ws.src_json(release))
+    annotations = {"org.opencontainers.image.version": image_version(cfg, release, src),
+                   "org.opencontainers.image.revision": src["commit"],
                    "org.opencontainers.image.title": f"FreeBSD {r.version} {flavour}"}
     index = image_index([(i["manifest"], i["platform"]) for i in images], annotations)
     index_desc = write_json_blob(ws.blobs(), index)

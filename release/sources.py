@@ -11,6 +11,8 @@ After a fetch, each release gets two small records (rewritten only on change):
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -59,30 +61,79 @@ def src_paths(cfg: Config, release: Release) -> list[str]:
     return sorted(paths)
 
 
-def source_date_epoch(policy: str, commit_time: int) -> int:
-    if policy == "src-commit":
-        return commit_time
-    if policy == "environment":
-        value = os.environ.get("SOURCE_DATE_EPOCH", "")
+def source_date_epoch(policy: str, head_time: int, inputs_time: int) -> int:
+    """SOURCE_DATE_EPOCH of a release: the environment's when set, else the configured policy.
+
+    "src-inputs" (the default) is the commit time of the newest commit that
+    changed a src file the images read, so a commit elsewhere in src rebuilds
+    no layer; "src-commit" is the branch head's commit time.
+    """
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if value or policy == "environment":
         if not value.isdigit():
-            raise InputError("SOURCE_DATE_EPOCH: config says source_date_epoch = \"environment\" "
-                             f"but the environment has {value or 'no value'!r}")
+            raise InputError(f"SOURCE_DATE_EPOCH: {value or 'not set'!r} is not an epoch in seconds")
         return int(value)
+    if policy == "src-inputs":
+        return inputs_time
+    if policy == "src-commit":
+        return head_time
     return int(policy)
 
 
+def snapshot_suffix(head_time: int, short: str, count: int) -> tuple[str, str]:
+    """(BUILDDATE, <YYYYMMDD>-<gitrev>-<gitcount>) as release/Makefile.mirrors names snapshots.
+
+    BUILDDATE is the UTC date of the branch head (RELEASE_BUILD_DATE overrides):
+    a rebuild of the same head gets the same names, wherever and whenever it runs.
+    """
+    date = os.environ.get("RELEASE_BUILD_DATE") or \
+        datetime.datetime.fromtimestamp(head_time, datetime.timezone.utc).strftime("%Y%m%d")
+    if not (len(date) == 8 and date.isdigit()):
+        raise InputError(f"RELEASE_BUILD_DATE: {date!r} is not YYYYMMDD")
+    return date, f"{date}-{short}-{count}"
+
+
+def _previous(path: Path, url: str, branch: str) -> dict | None:
+    try:
+        prev = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return prev if prev.get("url") == url and prev.get("branch") == branch else None
+
+
 def fetch_sources(cfg: Config, label: str) -> None:
-    """Fetch one mirror's branches and refresh src.json / src-inputs.json of its releases."""
+    """Fetch one mirror's branches and refresh src.json / src-inputs.json of its releases.
+
+    Both records are rewritten only when their content changes; a head that did
+    not move costs no history walk at all, a moved one only the new commits.
+    """
     url, releases = mirrors(cfg)[label]
     mirror = mirror_for(cfg, releases[0])
-    mirror.fetch(sorted({r.branch for r in releases}))
+    heads = mirror.fetch(sorted({r.branch for r in releases}))
     ws = Workspace.of(cfg)
     for r in releases:
-        head = mirror.head(r.branch)
-        record = {"url": url, **asdict(head)}
+        prev = _previous(ws.src_json(r.name), url, r.branch)
+        paths = src_paths(cfg, r)
+        if prev is not None and prev["commit"] == heads[r.branch] and prev.get("inputs_paths") == paths:
+            record = prev
+        else:
+            if prev is not None:
+                with contextlib.suppress(InputError):
+                    mirror.remember_count(prev["commit"], prev["count"])
+            head = mirror.head(r.branch)
+            known = (prev["commit"], prev["inputs_changed"]["commit"]) \
+                if prev is not None and prev.get("inputs_paths") == paths else None
+            try:
+                changed, changed_time = mirror.last_change(head.commit, paths, known)
+            except InputError:
+                changed, changed_time = mirror.last_change(head.commit, paths)
+            record = {"url": url, **asdict(head), "inputs_paths": paths,
+                      "inputs_changed": {"commit": changed, "time": changed_time}}
+        if r.kind == "snapshot":
+            record["build_date"], record["suffix"] = snapshot_suffix(record["time"], record["short"], record["count"])
         write_if_changed(ws.src_json(r.name), pretty_json(record))
-        inputs = {p: mirror.object_id(head.commit, p) for p in src_paths(cfg, r)}
-        epoch = source_date_epoch(cfg.pipeline.source_date_epoch, head.time)
+        inputs = {p: mirror.object_id(record["commit"], p) for p in paths}
+        epoch = source_date_epoch(cfg.pipeline.source_date_epoch, record["time"], record["inputs_changed"]["time"])
         write_if_changed(ws.src_inputs(r.name), pretty_json({"inputs": inputs, "source_date_epoch": epoch}))
 
 

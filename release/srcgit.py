@@ -242,6 +242,10 @@ class SrcMirror:
                 continue
         return hexid
 
+    def remember_count(self, commit: str, count: int) -> None:
+        """Seed the gitcount of a commit counted by an earlier run (first_parent_count stops there)."""
+        self._counts[self._commit(commit).id] = count
+
     def first_parent_count(self, commit: str) -> int:
         """gitcount: commits on the first-parent chain from *commit* to the root.
 
@@ -277,6 +281,36 @@ class SrcMirror:
         walker.hide(old_id)
         return [Change(str(c.id), commit_subject(c.raw_message.decode("utf-8", "replace")))
                 for c in walker]
+
+    def last_change(self, commit: str, paths: list[str], known: tuple[str, str] | None = None) -> tuple[str, int]:
+        """(id, commit time) of the newest first-parent commit up to *commit* that changed any of *paths*.
+
+        This is when the files a release's images are made from last changed:
+        commits elsewhere in src do not move it.  *known* is an earlier answer
+        (a commit walked to, and the change found from there): the walk stops on
+        reaching it, so a nightly pays only for the commits since the last one.
+        """
+        repo = self._repo()
+        walker = repo.walk(self._commit(commit).id, SortMode.NONE)
+        walker.simplify_first_parent()
+
+        def ids(c: pygit2.Commit) -> tuple:
+            tree = c.tree
+            out = []
+            for p in paths:
+                try:
+                    out.append(tree[_clean_path(p)].id)
+                except KeyError:
+                    out.append(None)
+            return tuple(out)
+
+        for c in walker:
+            if known is not None and str(c.id) == known[0]:
+                found = self._commit(known[1])
+                return str(found.id), found.commit_time
+            if not c.parents or ids(c) != ids(c.parents[0]):
+                return str(c.id), c.commit_time
+        raise InputError(f"{self.url}: no commit reachable from {commit}")  # unreachable: the root commit returns
 
     def _entry(self, commit: str, path: str) -> tuple[pygit2.Object, str]:
         """The git object at *path* in *commit* (root tree for an empty path)."""

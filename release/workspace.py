@@ -16,11 +16,17 @@ verification) agree on paths:
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, Release
+from .errors import BusyError
+from .fsutil import TMP_PREFIX
 
 
 @dataclass(frozen=True)
@@ -94,3 +100,41 @@ def pinned_lock(cfg: Config, release: Release, arch: str) -> Path | None:
     if not base.is_absolute():
         base = cfg.project / base
     return base / f"{arch}.json"
+
+
+def lock_workdir(root: Path) -> int:
+    """Hold the work directory for this run (released when the process ends, even by SIGKILL).
+
+    Two runs on one work directory would race on the same records and blobs;
+    the second is refused with the first one's pid instead.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise BusyError(f"{root}: work directory in use by another doit run (pid {holder}); "
+                        "wait for it to finish or use another workdir=") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def sweep_partials(root: Path) -> int:
+    """Remove what a killed run left half-written (temporary names only; finished files are whole)."""
+    removed = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root and "git" in dirnames:
+            dirnames.remove("git")          # libgit2 cleans its own mirror (srcgit handles crashes)
+        for name in [d for d in dirnames if d.startswith(TMP_PREFIX)]:
+            shutil.rmtree(Path(dirpath) / name, ignore_errors=True)
+            dirnames.remove(name)
+            removed += 1
+        for name in filenames:
+            if name.startswith(TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    (Path(dirpath) / name).unlink()
+                removed += 1
+    return removed

@@ -10,9 +10,9 @@ from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from release import config as config_mod
-from release.errors import ConfigError, ReleaseError
+from release.errors import BusyError, ConfigError, ReleaseError
 from release.fsutil import canonical_json
-from release.workspace import Workspace
+from release.workspace import Workspace, lock_workdir, sweep_partials
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -33,9 +33,27 @@ def load_config() -> config_mod.Config:
         sys.exit(2)
 
 
+# doit commands that only read; everything else (run, clean, forget ...) holds the work directory
+READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "tabcompletion"}
+
+
+def hold_workdir(ws: Workspace) -> int | None:
+    """Lock the work directory for a run and clear what a killed run left; exit 3 when it is busy."""
+    if READ_ONLY_COMMANDS.intersection(sys.argv[1:]):
+        ws.root.mkdir(parents=True, exist_ok=True)
+        return None
+    try:
+        fd = lock_workdir(ws.root)
+    except BusyError as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(3)
+    sweep_partials(ws.root)
+    return fd
+
+
 CONFIG = load_config()
 WS = Workspace.of(CONFIG)
-WS.root.mkdir(parents=True, exist_ok=True)   # doit opens its state database there
+WORKDIR_LOCK = hold_workdir(WS)      # also creates the directory doit opens its state database in
 
 
 def run_action(func, kwargs: dict):

@@ -78,7 +78,8 @@ def task_index():
             yield {
                 "name": f"{r.name}:{name}",
                 "actions": [act(image.build_index, cfg=CONFIG, release=r.name, flavour=name)],
-                "file_dep": [str(image.image_record(WS, r.name, a, name)) for a in r.arches],
+                "file_dep": [str(image.image_record(WS, r.name, a, name)) for a in r.arches] +
+                            [str(WS.src_json(r.name))],
                 "task_dep": [f"image:{r.name}:{a}:{name}" for a in r.arches],
                 "targets": [str(image.index_record(WS, r.name, name)),
                             str(image.layout_dir(WS, r.name, name) / "index.json")],

@@ -21,6 +21,7 @@ import pytest
 import toml
 
 from release.demo.generate import generate_demo
+from release.demo.matrix import matrix_config
 from tests.conftest import PROJECT
 from tests.httpserver import RepoServer, port_is_closed
 
@@ -92,3 +93,9 @@ def partial_files(root: Path) -> list[Path]:
 def ran(proc: subprocess.CompletedProcess) -> list[str]:
     """Tasks doit executed (not the up-to-date ones)."""
     return [line[3:] for line in proc.stdout.splitlines() if line.startswith(".  ")]
+
+
+
+def demo_matrix_config(path: Path, **kwargs) -> Path:
+    """config.toml's release matrix served from the embedded demo (release/demo/matrix.py)."""
+    return matrix_config(PROJECT / "config.toml", path, **kwargs)

@@ -42,6 +42,13 @@ def generate_for(cfg: Config) -> dict:
     """Generate (or leave up to date) everything the configuration's demo releases fetch."""
     root = Workspace.of(cfg).demo()
     demo = [r for r in cfg.releases.values() if r.demo]
+    written = generate_tree(root, demo)
+    write_if_changed(stamp_path(root), pretty_json([parameters(cfg, r) for r in demo]))
+    return {"written": written}
+
+
+def generate_tree(root: Path, demo: list[Release], *, scale: float = 1) -> list[str]:
+    """One src repository with every branch and one pkgbase repository per ABI, arch and repository."""
     branches = sorted({r.branch for r in demo})
     by_abi: dict[int, list[Release]] = {}
     for r in demo:
@@ -50,7 +57,7 @@ def generate_for(cfg: Config) -> dict:
     for abi_major, releases in sorted(by_abi.items()):
         info = generate.generate_demo(
             root, arches=sorted({a for r in releases for a in r.arches}), abi_major=abi_major,
-            repos={r.repo: package_version(r) for r in releases}, branches=branches)
+            repos={r.repo: package_version(r) for r in releases}, branches=branches, scale=scale,
+            pkg_level=generate.PKG_LEVEL if scale == 1 else 3)
         written += [str(p) for p in info.written]
-    write_if_changed(stamp_path(root), pretty_json([parameters(cfg, r) for r in demo]))
-    return {"written": written}
+    return written

@@ -1,0 +1,330 @@
+"""Publishing a built release into a download.freebsd.org-shaped tree.
+
+Layout (release/Makefile.mirrors' oci-images-stage):
+
+    releases/OCI-IMAGES/<version>/<arch>/Latest/
+        FreeBSD-<version>-<arch>-container-image-<flavour>.txz, CHECKSUM.SHA256, CHECKSUM.SHA512
+    snapshots/OCI-IMAGES/<version>/<arch>/<YYYYMMDD>/
+        FreeBSD-<version>-<arch>-container-image-<suffix>-<flavour>.txz,
+        CHECKSUM.SHA256-<suffix>, CHECKSUM.SHA512-<suffix>,
+        BUILDINFO-<suffix>.json, CHANGES-<suffix>.json, CHANGES-<suffix>.txt
+    snapshots/OCI-IMAGES/<version>/<arch>/Latest/
+        symlinks under the plain names: FreeBSD-...-container-image-<flavour>.txz -> ../<YYYYMMDD>/...,
+        CHECKSUM.SHA256 -> ../<YYYYMMDD>/CHECKSUM.SHA256-<suffix>, ...
+
+Readers never see a mix: files are written under temporary names and renamed;
+a new Latest is built beside the old one and swapped with it in one
+renameat2(RENAME_EXCHANGE) (on systems without it, a rename pair with a brief
+moment without Latest, never a mixed one).  A reader that has opened Latest
+keeps reading the build it opened: the superseded Latest, and the files only it
+references, stay (under a temporary name) until the next publish removes them.
+Publishing the same build again changes nothing.  Old snapshot dates beyond
+the configured number are pruned.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import re
+import shutil
+from pathlib import Path
+
+from .changes import buildinfo, compare, text
+from .config import Config
+from .errors import ReleaseError
+from .fsutil import TMP_PREFIX, atomic_output, pretty_json, read_json, remove_partials
+from .image import archive_name, arch_dir
+from .prepare import require_lock
+from .sources import mirror_for, read_src
+from .workspace import Workspace
+
+RENAME_EXCHANGE = 2
+_DATE = re.compile(r"^\d{8}$")
+CHECKSUMS = ("CHECKSUM.SHA256", "CHECKSUM.SHA512")
+
+
+class PublishError(ReleaseError):
+    """The download tree cannot be updated."""
+
+
+def publish_root(cfg: Config, override: str | None) -> Path:
+    root = override or os.environ.get("RELEASE_PUBLISH_ROOT") or cfg.publish.root
+    if not root:
+        raise PublishError("no publish root: set [publish] root in config.toml or pass publish_root=DIR")
+    path = Path(root)
+    return path if path.is_absolute() else cfg.project / path
+
+
+def publish_release_to(cfg: Config, release: str, root: str | None) -> dict:
+    """Task entry point: *root* from the command line or environment, else the config."""
+    return publish_release(cfg, release, publish_root(cfg, root))
+
+
+def publish_release(cfg: Config, release: str, root: Path) -> dict:
+    """Publish every architecture of *release* under *root*; returns what changed per arch."""
+    r = cfg.release(release)
+    root.mkdir(parents=True, exist_ok=True)
+    changed = {}
+    with _tree_lock(root):
+        for arch in r.arches:
+            if r.kind == "snapshot":
+                changed[arch] = _publish_snapshot(cfg, release, arch, root)
+            else:
+                changed[arch] = _publish_release(cfg, release, arch, root)
+    return {"changed": changed}
+
+
+# --------------------------------------------------------------------------- releases
+
+def _publish_release(cfg: Config, release: str, arch: str, root: Path) -> bool:
+    r = cfg.release(release)
+    out = arch_dir(Workspace.of(cfg), release, arch)
+    names = [archive_name(cfg, release, arch, f) for f in r.flavours]
+    base = root / "releases" / "OCI-IMAGES" / r.version / arch
+    latest = base / "Latest"
+    wanted = {n: out / n for n in [*names, *CHECKSUMS]}
+    _require(wanted)
+    if _holds(latest, wanted):
+        return False
+    base.mkdir(parents=True, exist_ok=True)
+    remove_partials(base)
+    _drop_superseded(base)
+    stage = base / f"{TMP_PREFIX}Latest.{os.getpid()}"
+    stage.mkdir()
+    for name, source in wanted.items():
+        _place(source, stage / name)
+    _swap_in(stage, latest)
+    return True
+
+
+# --------------------------------------------------------------------------- snapshots
+
+def snapshot_name(plain: str, suffix: str) -> str:
+    """FreeBSD-15.0-CURRENT-amd64-container-image-runtime.txz -> ...-container-image-<suffix>-runtime.txz"""
+    head, _, flavour = plain.rpartition("-container-image-")
+    return f"{head}-container-image-{suffix}-{flavour}"
+
+
+def _publish_snapshot(cfg: Config, release: str, arch: str, root: Path) -> bool:
+    r = cfg.release(release)
+    ws = Workspace.of(cfg)
+    src = read_src(ws, release)
+    suffix, date = src["suffix"], src["build_date"]
+    out = arch_dir(ws, release, arch)
+    plain = [archive_name(cfg, release, arch, f) for f in r.flavours]
+    _require({n: out / n for n in [*plain, *CHECKSUMS]})
+    base = root / "snapshots" / "OCI-IMAGES" / r.version / arch
+    day, latest = base / date, base / "Latest"
+    info = buildinfo(release=release, version=r.version, suffix=suffix, arch=arch, src=src,
+                     lock=require_lock(ws, release, arch))
+    previous = _published_buildinfo(latest)
+    if previous is not None and previous.get("suffix") == suffix and _snapshot_current(day, latest, plain, suffix):
+        return False
+    if previous is not None and previous.get("suffix") == suffix:
+        previous = _published_buildinfo_at(day, suffix, "previous")
+    report = compare(previous, info, mirror_for(cfg, r))
+    base.mkdir(parents=True, exist_ok=True)
+    remove_partials(base)
+    _drop_superseded(base)                 # the Latest the last publish replaced
+    _tidy(base, latest, cfg.publish.keep, date)
+    day.mkdir(exist_ok=True)
+    remove_partials(day)
+    for name in plain:
+        _place(out / name, day / snapshot_name(name, suffix))
+    for checksum in CHECKSUMS:
+        lines = (out / checksum).read_text().splitlines(keepends=True)
+        renamed = "".join(_rename_checksum_line(line, suffix) for line in lines)
+        _write(day / f"{checksum}-{suffix}", renamed.encode())
+    _write(day / f"BUILDINFO-{suffix}.json", pretty_json({**info, "previous": report.get("previous")}))
+    _write(day / f"CHANGES-{suffix}.json", pretty_json(report))
+    _write(day / f"CHANGES-{suffix}.txt", text(report).encode())
+    links = {name: f"../{date}/{snapshot_name(name, suffix)}" for name in plain}
+    links.update({c: f"../{date}/{c}-{suffix}" for c in CHECKSUMS})
+    links.update({f"{n}.{ext}": f"../{date}/{n}-{suffix}.{ext}"
+                  for n, ext in (("BUILDINFO", "json"), ("CHANGES", "json"), ("CHANGES", "txt"))})
+    stage = base / f"{TMP_PREFIX}Latest.{os.getpid()}"
+    stage.mkdir()
+    for name, target in sorted(links.items()):
+        os.symlink(target, stage / name)
+    _swap_in(stage, latest)
+    return True
+
+
+def _rename_checksum_line(line: str, suffix: str) -> str:
+    m = re.match(r"^(SHA\d+) \((.+)\) = ([0-9a-f]+)\n?$", line)
+    if not m:
+        raise PublishError(f"malformed checksum line {line.strip()!r}")
+    return f"{m.group(1)} ({snapshot_name(m.group(2), suffix)}) = {m.group(3)}\n"
+
+
+def _published_buildinfo(latest: Path) -> dict | None:
+    try:
+        return read_json(latest / "BUILDINFO.json")
+    except (OSError, ValueError):
+        return None
+
+
+def _published_buildinfo_at(day: Path, suffix: str, key: str) -> dict | None:
+    """Re-publishing a build: its report stays against the build it was first compared with."""
+    try:
+        previous = read_json(day / f"BUILDINFO-{suffix}.json").get(key)
+    except (OSError, ValueError):
+        return None
+    if not previous:
+        return None
+    for other in day.parent.glob(f"*/BUILDINFO-{previous}.json"):
+        return read_json(other)
+    return None
+
+
+def _snapshot_current(day: Path, latest: Path, plain: list[str], suffix: str) -> bool:
+    expected = [snapshot_name(n, suffix) for n in plain] + [f"{c}-{suffix}" for c in CHECKSUMS]
+    return all((day / n).is_file() for n in expected) and all((latest / n).exists() for n in plain)
+
+
+def _tidy(base: Path, latest: Path, keep: int, today: str) -> None:
+    """Before a new Latest: drop what the current Latest does not reference, then old dates.
+
+    Runs one publish late on purpose: files of the build being replaced stay
+    until the next publish, for readers still walking the Latest they opened.
+    """
+    try:
+        current = {(base / "Latest" / os.readlink(p)).resolve() for p in latest.iterdir() if p.is_symlink()}
+    except FileNotFoundError:
+        current = set()
+    current_days = {p.parent.name for p in current}
+    days = sorted((p.name for p in base.iterdir() if p.is_dir() and _DATE.match(p.name)), reverse=True)
+    kept = set(current_days) | {today}          # the date being published counts towards *keep*
+    for d in days:
+        if len(kept) >= keep:
+            break
+        kept.add(d)
+    for d in days:
+        if d not in kept:
+            shutil.rmtree(base / d, ignore_errors=True)
+        elif d in current_days:                 # an earlier build of that day, no longer in Latest
+            for p in (base / d).iterdir():
+                if p.resolve() not in current:
+                    p.unlink()
+
+
+# --------------------------------------------------------------------------- files
+
+def _require(files: dict[str, Path]) -> None:
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise PublishError(f"{missing[0]}: not built (run the build task first)")
+
+
+def _holds(directory: Path, wanted: dict[str, Path]) -> bool:
+    """The published directory already holds exactly these files (same checksums and sizes)."""
+    try:
+        present = {p.name for p in directory.iterdir()}
+    except FileNotFoundError:
+        return False
+    if present != set(wanted):
+        return False
+    for name, source in wanted.items():
+        if (directory / name).stat().st_size != source.stat().st_size:
+            return False
+    return all((directory / c).read_bytes() == wanted[c].read_bytes() for c in CHECKSUMS)
+
+
+def _place(source: Path, dest: Path) -> None:
+    """*source* at *dest*, never visible half-written: a hardlink when possible, else a copy, then rename."""
+    if dest.is_file() and dest.stat().st_size == source.stat().st_size and _same_file(source, dest):
+        return
+    tmp = dest.with_name(f"{TMP_PREFIX}{dest.name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        with atomic_output(tmp) as f, open(source, "rb") as src:
+            shutil.copyfileobj(src, f, 1 << 20)
+    os.replace(tmp, dest)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    sa, sb = a.stat(), b.stat()
+    if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+        return True
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 20), fb.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def _write(dest: Path, data: bytes) -> None:
+    if dest.is_file() and dest.read_bytes() == data:
+        return
+    with atomic_output(dest) as f:
+        f.write(data)
+
+
+SUPERSEDED = ".Latest.superseded"
+
+
+def _swap_in(stage: Path, target: Path) -> None:
+    """Make *stage* be *target* in one step.
+
+    The old target stays as .Latest.superseded, for readers still in it; the
+    next publish removes it (_drop_superseded) before it swaps again.
+    """
+    if target.exists() or target.is_symlink():
+        if not _exchange(stage, target):
+            os.replace(target, stage.with_name(stage.name + ".old"))
+            os.replace(stage, target)
+            stage = stage.with_name(stage.name + ".old")
+        os.replace(stage, target.with_name(SUPERSEDED))
+        return
+    os.replace(stage, target)
+
+
+def _drop_superseded(base: Path) -> None:
+    shutil.rmtree(base / SUPERSEDED, ignore_errors=True)
+
+
+_libc = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """renameat2(RENAME_EXCHANGE): atomically swap two directory entries (Linux >= 3.15)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    func = getattr(_libc, "renameat2", None)
+    if func is None:
+        return False
+    at_fdcwd = -100
+    rc = func(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), RENAME_EXCHANGE)
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            return False
+        raise OSError(err, os.strerror(err), str(b))
+    return True
+
+
+@contextlib.contextmanager
+def _tree_lock(root: Path):
+    """One publisher at a time per tree: an flock on the tree's root directory (no lock file in the tree).
+
+    A second publisher (another release of the same nightly, running in
+    parallel) waits for the first: each holds the lock for seconds at most.
+    """
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
