@@ -9,6 +9,7 @@ from tasks.images import (task_archive, task_checksum, task_image, task_index, t
                           task_verify_checksums)
 from tasks.prepare import task_demo, task_download, task_fetch, task_lock  # noqa: F401
 from tasks.publish import task_nightly, task_publish  # noqa: F401
+from tasks.verify import task_verify  # noqa: F401
 from tasks.reporter import OneLineReporter
 
 DOIT_CONFIG = {

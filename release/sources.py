@@ -21,7 +21,8 @@ from .config import Config, Release
 from .errors import InputError
 from .fsutil import pretty_json, read_json, write_if_changed
 from .srcgit import SrcMirror
-from .workspace import Workspace
+from .solver import read_lock
+from .workspace import Workspace, pinned_lock
 
 
 def mirrors(cfg: Config) -> dict[str, tuple[str, list[Release]]]:
@@ -114,13 +115,14 @@ def fetch_sources(cfg: Config, label: str) -> None:
     for r in releases:
         prev = _previous(ws.src_json(r.name), url, r.branch)
         paths = src_paths(cfg, r)
-        if prev is not None and prev["commit"] == heads[r.branch] and prev.get("inputs_paths") == paths:
+        wanted = pinned_commit(cfg, r) or heads[r.branch]
+        if prev is not None and prev["commit"] == wanted and prev.get("inputs_paths") == paths:
             record = prev
         else:
             if prev is not None:
                 with contextlib.suppress(InputError):
                     mirror.remember_count(prev["commit"], prev["count"])
-            head = mirror.head(r.branch)
+            head = mirror.describe(r.branch, wanted)
             known = (prev["commit"], prev["inputs_changed"]["commit"]) \
                 if prev is not None and prev.get("inputs_paths") == paths else None
             try:
@@ -135,6 +137,15 @@ def fetch_sources(cfg: Config, label: str) -> None:
         inputs = {p: mirror.object_id(record["commit"], p) for p in paths}
         epoch = source_date_epoch(cfg.pipeline.source_date_epoch, record["time"], record["inputs_changed"]["time"])
         write_if_changed(ws.src_inputs(r.name), pretty_json({"inputs": inputs, "source_date_epoch": epoch}))
+
+
+def pinned_commit(cfg: Config, release: Release) -> str | None:
+    """The src commit a pinned release is built from: the one its lock records."""
+    for arch in release.arches:
+        path = pinned_lock(cfg, release, arch)
+        if path is not None:
+            return read_lock(path)["src"]["commit"]
+    return None
 
 
 def read_src(ws: Workspace, release: str) -> dict:

@@ -226,7 +226,11 @@ class SrcMirror:
 
     def head(self, branch: str) -> BranchHead:
         """Commit, gitrev, time, gitcount and subject of a fetched branch."""
-        commit = self._branch_commit(self._repo(), branch)
+        return self.describe(branch, str(self._branch_commit(self._repo(), branch).id))
+
+    def describe(self, branch: str, rev: str) -> BranchHead:
+        """The same record for a given commit of *branch* (a build pinned to a lock's src commit)."""
+        commit = self._commit(rev)
         return BranchHead(branch=branch, commit=str(commit.id), short=self.short_id(commit.id),
                           time=commit.commit_time, count=self.first_parent_count(str(commit.id)),
                           subject=commit_subject(commit.raw_message.decode("utf-8", "replace")))

@@ -65,6 +65,11 @@ def run_action(func, kwargs: dict):
     return result if isinstance(result, dict) else None
 
 
+def say(line: str) -> None:
+    """How tasks that report line by line (verify) print: plain stdout, shown by doit."""
+    print(line, flush=True)
+
+
 def act(func, **kwargs) -> tuple:
     """A picklable doit action calling *func(**kwargs)* (no lambdas: parallel runs pickle actions)."""
     return (run_action, [func, kwargs])
