@@ -95,6 +95,10 @@ def test_a_moved_branch_and_one_bumped_package_rebuild_exactly_what_they_should(
     advance(work, days=1)
     bump_package(work / "demo", arch="amd64", abi_major=15, repo="base_latest", name="FreeBSD-runtime",
                  version="15.0p1", change=b"\n# fixed\n")
+    doit(config, work, f"lock:{REL}:amd64")
+    why = doit(config, work, "info", f"layer:{REL}:amd64:runtime", check=False).stdout   # exit 1: would run
+    assert "status     : run" in why and f"build/{REL}/amd64/runtime/packages.json" in why.split("file_dep")[0]
+    assert "status     : up-to-date" in doit(config, work, "info", f"layer:{REL}:amd64:static").stdout
     proc = doit(config, work, "nightly")
     done = set(ran(proc))
     assert "layer:15.0-CURRENT:amd64:runtime" in done
