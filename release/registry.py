@@ -1,0 +1,527 @@
+"""Pushing built images to an OCI registry (the distribution spec's push API).
+
+A release is pushed blob by blob, then manifest by manifest, then tag by tag,
+so that a registry never holds a manifest whose blobs it lacks and a tag is
+the last thing to move:
+
+1. every blob the index reaches (configs and layers): ``HEAD`` first, so a
+   second push of the same release uploads nothing; else a cross-repository
+   mount from a sibling flavour's repository (the dynamic image's first layer
+   *is* the static image's layer); else an upload: one ``PUT`` for small blobs,
+   ``PATCH`` chunks for large ones;
+2. every per-arch manifest by digest, then the index by digest, with the
+   exact bytes the build wrote (so the digests stay the build's);
+3. each tag: the index bytes again under the tag.
+
+Registries and the networks in front of them fail: 5xx, resets, timeouts are
+retried with exponential backoff, and a chunked upload that breaks is resumed
+from what the registry reports it holds (``GET`` of the upload URL answers
+``Range: 0-<last byte>``), not restarted.  Blob bytes are streamed from the
+file, one slice at a time.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+import urllib.parse
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import requests
+import urllib3
+
+from .errors import FetchError, InputError
+from .oci import INDEX_TYPES, MANIFEST_TYPES, blob_path, reachable_blobs
+from .regauth import Authenticator, Credentials, is_loopback, tls_cause, transport_cause
+
+log = logging.getLogger("release.registry")
+
+MiB = 1 << 20
+MAX_BACKOFF = 30.0
+OCTET_STREAM = "application/octet-stream"
+_REPO_NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_RANGE = re.compile(r"^(?:bytes=)?0-(\d+)$")
+
+
+class RegistryError(FetchError):
+    """A registry refused or failed a push step (the message names registry, repository and step)."""
+
+
+class _Transient(Exception):
+    """A failure worth another attempt: 5xx, 429, reset, timeout."""
+
+
+@dataclass
+class PushReport:
+    """What a push cost; a second push of the same release shows bytes_uploaded == 0.
+
+    bytes_uploaded counts blob bytes the registry accepted (manifests are not blobs).
+    """
+
+    repository: str = ""
+    digest: str = ""
+    tags: list[str] = field(default_factory=list)
+    requests: int = 0
+    retries: int = 0
+    bytes_uploaded: int = 0
+    blobs_present: int = 0
+    blobs_mounted: int = 0
+    blobs_uploaded: int = 0
+    uploads_resumed: int = 0
+    uploads_restarted: int = 0
+    manifests_pushed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict:
+        with self._lock:
+            return {f.name: list(v) if isinstance(v := getattr(self, f.name), list) else v
+                    for f in fields(self) if not f.name.startswith("_")}
+
+
+class _FileSlice:
+    """Bytes [start, start+length) of a file, read on demand (requests streams objects with read/len)."""
+
+    def __init__(self, path: Path, start: int, length: int) -> None:
+        self._file = open(path, "rb")
+        self._file.seek(start)
+        self._left = length
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._file.read(size)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Registry:
+    """A client of one registry (``https://host[:port]``), shared by the threads of a push.
+
+    Blobs up to *monolithic_limit* go in one ``PUT`` (fewest round trips);
+    larger ones in *chunk_size* ``PATCH`` requests, so that a broken
+    connection costs at most one chunk.  *max_workers* blobs are pushed at
+    once.  ``stats`` adds up every push made with this client; each push
+    also returns its own PushReport.
+    """
+
+    def __init__(self, url: str, *, tls_verify: bool = True, credentials: Credentials | None = None,
+                 retries: int = 4, backoff: float = 0.5, timeout: float = 60, chunk_size: int = 8 * MiB,
+                 monolithic_limit: int = 16 * MiB, user_agent: str = "freebsd-oci-release",
+                 max_workers: int = 4) -> None:
+        parts = urllib.parse.urlsplit(url.rstrip("/"))
+        if parts.username is not None or parts.password is not None:   # do not echo the URL: it holds them
+            raise InputError(f"registry {parts.hostname}: credentials belong in an auth file, not the URL")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+            raise InputError(f"{url}: a registry URL is http(s)://host[:port] with no path")
+        if parts.scheme == "http" and credentials is not None and not is_loopback(parts.hostname):
+            raise InputError(f"{url}: refusing to send credentials over plain http (use https)")
+        if retries < 0 or chunk_size < 1 or max_workers < 1:
+            raise InputError(f"{url}: retries >= 0, chunk_size >= 1 and max_workers >= 1 "
+                             f"(got {retries}, {chunk_size}, {max_workers})")
+        self.base = f"{parts.scheme}://{parts.netloc}"
+        self.name = parts.netloc
+        if parts.scheme == "https" and not tls_verify:
+            # explicitly configured: say it once here rather than urllib3 once per request
+            log.warning("%s: TLS certificate verification is disabled", self.name)
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        self.tls_verify = tls_verify
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.chunk_size = chunk_size
+        self.monolithic_limit = monolithic_limit
+        self.user_agent = user_agent
+        self.max_workers = max_workers
+        self.auth = Authenticator(self.name, credentials, verify=tls_verify, timeout=timeout,
+                                  retries=retries, backoff=backoff, user_agent=user_agent)
+        self.stats = PushReport()            # every request of this client, all pushes together
+        self._known: set[tuple[str, str]] = set()   # (repository, digest) seen present
+        self._idle: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Registry({self.base!r}, tls_verify={self.tls_verify}, auth={self.auth!r})"
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._idle:
+                session.close()
+            self._idle.clear()
+        self.auth.close()
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # plumbing ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[requests.Session]:
+        """A Session no other thread is using; idle ones are reused to keep connections alive."""
+        with self._lock:
+            session = self._idle.pop() if self._idle else None
+        if session is None:
+            session = requests.Session()
+            session.headers.update({"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
+        try:
+            yield session
+        finally:
+            with self._lock:
+                self._idle.append(session)
+
+    def _count(self, report: PushReport, **counts: int) -> None:
+        report.add(**counts)
+        if report is not self.stats:
+            self.stats.add(**counts)
+
+    def _url(self, location: str) -> str:
+        return urllib.parse.urljoin(self.base + "/", location)
+
+    def _request(self, method: str, url: str, *, repo: str, what: str, report: PushReport,
+                 scopes: tuple[str, ...], headers: dict | None = None, body=None,
+                 retry: bool = True) -> requests.Response:
+        """One request with authentication, and with retries when *retry* (else _Transient).
+
+        *body* is bytes or a callable returning a fresh readable body per attempt.
+        Non-2xx answers other than 401 and 5xx are returned for the caller to judge.
+        """
+        rounds = failures = 0
+        while True:
+            send = dict(headers or {})
+            authorization = self.auth.authorization(scopes)
+            if authorization:
+                send["Authorization"] = authorization
+            data = body() if callable(body) else body
+            try:
+                with self._session() as session:
+                    # verify per request: a session-wide False loses to REQUESTS_CA_BUNDLE
+                    resp = session.request(method, url, headers=send, data=data, timeout=self.timeout,
+                                           verify=self.tls_verify, allow_redirects=method in ("GET", "HEAD"))
+                problem = ""
+            except requests.exceptions.SSLError as e:   # retrying cannot fix a certificate
+                raise RegistryError(f"{self.name}/{repo}: {what}: TLS: {tls_cause(e)}") from None
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    urllib3.exceptions.HTTPError) as e:
+                resp, problem = None, transport_cause(e)
+            finally:
+                if hasattr(data, "close"):
+                    data.close()
+            if resp is not None:
+                self._count(report, requests=1)
+                log.debug("%s %s -> %s", method, url, resp.status_code)
+                if resp.status_code == 401:
+                    self.auth.unauthorized(resp.headers.get("WWW-Authenticate"), scopes,
+                                           send.get("Authorization"), rounds)
+                    rounds += 1
+                    continue
+                if resp.status_code < 500 and resp.status_code != 429:
+                    return resp
+                problem = f"HTTP {resp.status_code}{_error_detail(resp)}"
+            log.debug("%s %s failed: %s", method, url, problem)
+            if not retry:
+                raise _Transient(problem)
+            failures += 1
+            self._backoff(report, failures, repo, what, problem)
+
+    def _refused(self, resp: requests.Response, repo: str, what: str) -> RegistryError:
+        return RegistryError(f"{self.name}/{repo}: {what}: HTTP {resp.status_code}{_error_detail(resp)}")
+
+    def _backoff(self, report: PushReport, failures: int, repo: str, what: str, problem: str) -> None:
+        """Count one failed attempt of a multi-request step; give up past the retry budget."""
+        if failures > self.retries:
+            raise RegistryError(f"{self.name}/{repo}: {what}: {problem} (gave up after {failures} attempts)")
+        self._count(report, retries=1)
+        time.sleep(min(self.backoff * 2 ** (failures - 1), MAX_BACKOFF))
+
+    # blobs ------------------------------------------------------------------
+    def blob_exists(self, repo: str, digest: str, *, report: PushReport | None = None,
+                    actions: str = "pull") -> bool:
+        """HEAD /v2/<repo>/blobs/<digest>: does the registry hold it in *repo*?
+
+        A push asks with *actions* "pull,push", so that one token serves the
+        HEAD and the upload that may follow.
+        """
+        report = report or self.stats
+        _check_name(repo)
+        resp = self._request("HEAD", f"{self.base}/v2/{repo}/blobs/{digest}", repo=repo, report=report,
+                             what=f"HEAD blob {digest}", scopes=(_scope(repo, actions),))
+        if resp.status_code == 200:
+            self._known.add((repo, digest))
+            return True
+        if resp.status_code == 404:
+            return False
+        raise self._refused(resp, repo, f"HEAD blob {digest}")
+
+    def push_blob(self, repo: str, digest: str, size: int, path: Path, *, mount_from: Sequence[str] = (),
+                  report: PushReport | None = None) -> str:
+        """Make the registry hold blob *digest* in *repo*: "present", "mounted" or "uploaded"."""
+        report = report or self.stats
+        _check_name(repo)
+        if not _DIGEST.fullmatch(digest):
+            raise InputError(f"{digest!r}: not a sha256 digest")
+        if self.blob_exists(repo, digest, report=report, actions="pull,push"):
+            self._count(report, blobs_present=1)
+            return "present"
+        location = None
+        for source in mount_from:
+            if source == repo or not ((source, digest) in self._known or
+                                      self.blob_exists(source, digest, report=report)):
+                continue
+            location = self._mount(repo, digest, source, report)
+            if location is None:
+                self._count(report, blobs_mounted=1)
+                self._known.add((repo, digest))
+                return "mounted"
+            break
+        self._upload(repo, digest, size, Path(path), location, report)
+        self._count(report, blobs_uploaded=1)
+        self._known.add((repo, digest))
+        return "uploaded"
+
+    def _mount(self, repo: str, digest: str, source: str, report: PushReport) -> str | None:
+        """Cross-repository mount; None when mounted, else the upload URL the registry opened instead."""
+        url = f"{self.base}/v2/{repo}/blobs/uploads/?mount={digest}&from={urllib.parse.quote(source, safe='/')}"
+        what = f"mount blob {digest} from {source}"
+        resp = self._request("POST", url, repo=repo, what=what, report=report,
+                             scopes=(_scope(repo, "pull,push"), _scope(source, "pull")))
+        if resp.status_code == 201:
+            self._check_digest(resp, digest, repo, what)
+            return None
+        if resp.status_code == 202 and resp.headers.get("Location"):
+            return self._url(resp.headers["Location"])
+        raise self._refused(resp, repo, what)
+
+    def _start_upload(self, repo: str, report: PushReport) -> str:
+        resp = self._request("POST", f"{self.base}/v2/{repo}/blobs/uploads/", repo=repo, report=report,
+                             what="start blob upload", scopes=(_scope(repo, "pull,push"),))
+        if resp.status_code != 202 or not resp.headers.get("Location"):
+            raise self._refused(resp, repo, "start blob upload")
+        return self._url(resp.headers["Location"])
+
+    def _upload(self, repo: str, digest: str, size: int, path: Path, location: str | None,
+                report: PushReport) -> None:
+        """Upload the file; retried as a whole when small, resumed chunk by chunk when large."""
+        if path.stat().st_size != size:
+            raise InputError(f"{path}: {path.stat().st_size} bytes, descriptor of {digest} says {size}")
+        failures, offset = 0, 0
+        what = f"upload blob {digest}"
+        while True:
+            try:
+                if location is None:
+                    location, offset = self._start_upload(repo, report), 0
+                if size <= self.monolithic_limit:
+                    self._finish(repo, digest, location, path, 0, size, report)
+                    return
+                while offset < size:
+                    location, offset = self._patch(repo, location, path, offset, size, report)
+                    failures = 0                       # progress: the budget is per stall
+                self._finish(repo, digest, location, path, size, 0, report)
+                return
+            except _Transient as e:
+                failures += 1
+                self._backoff(report, failures, repo, what, str(e))
+                if self.blob_exists(repo, digest, report=report, actions="pull,push"):   # answer lost, not blob
+                    return
+                if size <= self.monolithic_limit:
+                    location = None                    # cheap to redo; registries drop failed sessions
+                    continue
+                location, offset = self._upload_status(repo, location, report)
+                self._count(report, **({"uploads_resumed": 1} if location else {"uploads_restarted": 1}))
+
+    def _patch(self, repo: str, location: str, path: Path, offset: int, size: int,
+               report: PushReport) -> tuple[str, int]:
+        """Send one chunk; the registry's new upload URL and the offset it now holds."""
+        length = min(self.chunk_size, size - offset)
+        headers = {"Content-Type": OCTET_STREAM, "Content-Range": f"{offset}-{offset + length - 1}",
+                   "Content-Length": str(length)}
+        resp = self._request("PATCH", location, repo=repo, report=report, headers=headers, retry=False,
+                             what=f"upload chunk at {offset}", scopes=(_scope(repo, "pull,push"),),
+                             body=lambda: _FileSlice(path, offset, length))
+        if resp.status_code == 416:
+            raise _Transient(f"registry refused the chunk at {offset} (HTTP 416)")
+        if resp.status_code != 202:
+            raise self._refused(resp, repo, f"upload chunk at {offset}")
+        self._count(report, bytes_uploaded=length)
+        held = _held(resp)
+        return self._url(resp.headers.get("Location") or location), offset + length if held is None else held
+
+    def _upload_status(self, repo: str, location: str, report: PushReport) -> tuple[str | None, int]:
+        """GET the upload URL: (new URL, bytes held), or (None, 0) when the session is gone."""
+        resp = self._request("GET", location, repo=repo, report=report, what="upload status",
+                             scopes=(_scope(repo, "pull,push"),))
+        if resp.status_code in (404, 400):   # BLOB_UPLOAD_UNKNOWN / _INVALID: start again
+            log.debug("upload %s lost (%s); restarting", location, _error_detail(resp))
+            return None, 0
+        if resp.status_code not in (200, 204):
+            raise self._refused(resp, repo, "upload status")
+        held = _held(resp) or 0
+        log.debug("upload %s holds %d bytes; resuming there", location, held)
+        return self._url(resp.headers.get("Location") or location), held
+
+    def _finish(self, repo: str, digest: str, location: str, path: Path, offset: int, length: int,
+                report: PushReport) -> None:
+        """PUT <location>?digest=: the last *length* bytes from *offset* (maybe none), then check."""
+        parts = urllib.parse.urlsplit(location)
+        query = urllib.parse.urlencode([*urllib.parse.parse_qsl(parts.query, keep_blank_values=True),
+                                        ("digest", digest)])
+        url = urllib.parse.urlunsplit(parts._replace(query=query))
+        headers = {"Content-Type": OCTET_STREAM, "Content-Length": str(length)}
+        what = f"upload blob {digest}"
+        resp = self._request("PUT", url, repo=repo, report=report, headers=headers, retry=False, what=what,
+                             scopes=(_scope(repo, "pull,push"),),
+                             body=(lambda: _FileSlice(path, offset, length)) if length else None)
+        if resp.status_code != 201:
+            raise self._refused(resp, repo, what)
+        self._check_digest(resp, digest, repo, what)
+        self._count(report, bytes_uploaded=length)
+
+    def _check_digest(self, resp: requests.Response, digest: str, repo: str, what: str) -> None:
+        reported = resp.headers.get("Docker-Content-Digest")
+        if reported and reported != digest:
+            raise RegistryError(f"{self.name}/{repo}: {what}: registry reports digest {reported}")
+
+    # manifests --------------------------------------------------------------
+    def push_manifest(self, repo: str, data: bytes, media_type: str, *, reference: str,
+                      report: PushReport | None = None) -> str:
+        """PUT the manifest or index *data* (byte-exact) under *reference* (a tag or its digest)."""
+        report = report or self.stats
+        _check_name(repo)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if _DIGEST.fullmatch(reference):
+            if reference != digest:
+                raise InputError(f"{repo}@{reference}: the manifest's bytes have digest {digest}")
+        elif not _TAG.fullmatch(reference):
+            raise InputError(f"{reference!r}: not a valid tag (letters, digits, _ . -, at most 128)")
+        what = f"PUT {'index' if media_type in INDEX_TYPES else 'manifest'} {reference}"
+        resp = self._request("PUT", f"{self.base}/v2/{repo}/manifests/{reference}", repo=repo, what=what,
+                             report=report, headers={"Content-Type": media_type}, body=data,
+                             scopes=(_scope(repo, "pull,push"),))
+        if resp.status_code not in (200, 201):
+            raise self._refused(resp, repo, what)
+        self._check_digest(resp, digest, repo, what)
+        self._count(report, manifests_pushed=1)
+        return digest
+
+    def push_index_tree(self, repo: str, blobs_dir: Path, index_desc: dict, *, tags: Sequence[str],
+                        mount_from: Sequence[str] = ()) -> PushReport:
+        """Push a multi-arch index, everything it reaches, and *tags* pointing at it."""
+        return self._push_tree(repo, Path(blobs_dir), index_desc, tags, mount_from, INDEX_TYPES)
+
+    def push_manifest_tree(self, repo: str, blobs_dir: Path, manifest_desc: dict, *, tags: Sequence[str],
+                           mount_from: Sequence[str] = ()) -> PushReport:
+        """Push a single-arch image manifest, its config and layers, and *tags* pointing at it."""
+        return self._push_tree(repo, Path(blobs_dir), manifest_desc, tags, mount_from, MANIFEST_TYPES)
+
+    def _push_tree(self, repo: str, blobs_dir: Path, top: dict, tags: Sequence[str],
+                   mount_from: Sequence[str], kinds: set[str]) -> PushReport:
+        if top.get("mediaType") not in kinds:
+            raise InputError(f"{top.get('digest')}: {top.get('mediaType')} is not one of {', '.join(sorted(kinds))}")
+        for name in (repo, *mount_from):
+            _check_name(name)
+        for tag in tags:
+            if not _TAG.fullmatch(tag):
+                raise InputError(f"{repo}:{tag}: not a valid tag (letters, digits, _ . -, at most 128)")
+        documents, blobs = walk_tree(blobs_dir, top)
+        report = PushReport(repository=repo, digest=top["digest"], tags=list(tags))
+        order = sorted(blobs.items(), key=lambda item: (-item[1], item[0]))   # big ones start first
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="push") as pool:
+            futures = [pool.submit(self.push_blob, repo, digest, size, blob_path(blobs_dir, digest),
+                                   mount_from=mount_from, report=report) for digest, size in order]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        for desc, data in documents:                  # children first, the top one last
+            self.push_manifest(repo, data, desc["mediaType"], reference=desc["digest"], report=report)
+        for tag in tags:
+            self.push_manifest(repo, documents[-1][1], top["mediaType"], reference=tag, report=report)
+        log.info("pushed %s/%s@%s (%s): %d bytes uploaded, %d blobs present, %d mounted, %d uploaded",
+                 self.name, repo, top["digest"], ", ".join(tags) or "no tags", report.bytes_uploaded,
+                 report.blobs_present, report.blobs_mounted, report.blobs_uploaded)
+        return report
+
+
+# --------------------------------------------------------------------------- trees and headers
+
+def walk_tree(blobs_dir: Path, top: dict) -> tuple[list[tuple[dict, bytes]], dict[str, int]]:
+    """(documents children-first as (descriptor, bytes), {blob digest: size}) under *top*.
+
+    release.oci.reachable_blobs checks first that every blob is there with its
+    size and every document matches its digest; documents are then read whole
+    (kilobytes) to be pushed byte for byte, blobs are streamed later.
+    """
+    blobs = dict(reachable_blobs(blobs_dir, {"manifests": [top]}))
+    documents: list[tuple[dict, bytes]] = []
+
+    def visit(desc: dict) -> None:
+        if desc["digest"] not in blobs:          # a document listed twice is pushed once
+            return
+        del blobs[desc["digest"]]
+        data = blob_path(blobs_dir, desc["digest"]).read_bytes()
+        if desc["mediaType"] in INDEX_TYPES:
+            for child in json.loads(data).get("manifests", []):
+                if child.get("mediaType") in INDEX_TYPES | MANIFEST_TYPES:
+                    visit(child)
+        documents.append((desc, data))
+
+    visit(top)
+    return documents, blobs
+
+
+def _scope(repo: str, actions: str) -> str:
+    return f"repository:{repo}:{actions}"
+
+
+def _check_name(repo: str) -> None:
+    if not _REPO_NAME.fullmatch(repo) or len(repo) > 255:
+        raise InputError(f"{repo!r}: not a valid repository name (lower case, digits, . _ - and /)")
+
+
+def _held(resp: requests.Response) -> int | None:
+    """Bytes an upload session holds according to its Range header ("0-<last>").
+
+    "0-0" is what distribution says for an empty session; a session holding
+    exactly one byte is indistinguishable, and never happens with our chunks.
+    """
+    m = _RANGE.match(resp.headers.get("Range", "").strip())
+    if not m:
+        return None
+    last = int(m.group(1))
+    return 0 if last == 0 else last + 1
+
+
+def _error_detail(resp: requests.Response) -> str:
+    """": CODE: message" from a distribution error body, when there is one."""
+    try:
+        errors = json.loads(resp.content or b"{}").get("errors") or []
+        first = errors[0]
+        return f": {first.get('code', '?')}: {first.get('message', '')}".rstrip(": ")
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return ""
