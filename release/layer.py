@@ -23,6 +23,7 @@ from .builtins.entries import Entry
 from .builtins.scripts import recognise
 from .compress import open_blob_writer
 from .config import Config
+from .emulate import Emulation, emulation_for, install_scripts
 from .errors import LayerError, StepError
 from .fsutil import identity, pretty_json, read_json, write_if_changed
 from .install import PRE_PACKAGE_STEPS, Context, run_config_step, run_script_step
@@ -67,13 +68,17 @@ def _assemble(cfg: Config, ws: Workspace, plan: dict, ident: str) -> dict:
         tree = LayerTree(ParentView.from_json(read_view(ws, plan)), spool)
         ctx = _context(cfg, plan)
         steps = [s for s in cfg.flavours[plan["flavour"]].steps]
+        emulation = emulation_for(plan, ws.root / "tmp", ws.blobs())
         for step in steps:
             if step.kind in PRE_PACKAGE_STEPS:
                 run_config_step(tree, step, ctx)
-        metas = install_packages(ws, tree, plan, ctx)
+        metas = install_packages(ws, tree, plan, ctx, emulation)
         for step in steps:
-            if step.kind not in PRE_PACKAGE_STEPS:
+            if step.kind not in PRE_PACKAGE_STEPS and step.kind != "run":
                 run_config_step(tree, step, ctx)
+        run_steps = [s for s in steps if s.kind == "run"]
+        if run_steps and emulation is not None:     # the plan has an executor whenever there are run steps
+            emulation.run_steps(tree, run_steps)
         if plan["pkgdb"]:
             write_pkgdb_entry(ws, tree, plan, metas)
         blob = write_tree(ws, tree, plan)
@@ -104,17 +109,33 @@ def _context(cfg: Config, plan: dict) -> Context:
                    fingerprints_path="/usr/" + fingerprints.strip("/"), signature_type=r.signature_type)
 
 
-def install_packages(ws: Workspace, tree: LayerTree, plan: dict, ctx: Context) -> dict:
-    """Stream every package of the layer into the tree; run their install scripts' built-ins."""
+def install_packages(ws: Workspace, tree: LayerTree, plan: dict, ctx: Context,
+                     emulation: Emulation | None = None) -> dict:
+    """Stream every package of the layer into the tree; run their install scripts' built-ins.
+
+    With scripts = "emulate", *emulation* runs the scripts themselves: a
+    package's pre-install scripts before its files are in the tree (as pkg
+    does), and every post-install script, in install order, once all of the
+    layer's packages are in place (pkg runs each right after its package; the
+    scripts of pkgbase packages do not read each other's files).
+    """
     sde = plan["source_date_epoch"]
     ignorable = set(plan["ignore_scripts"])
     metas: dict[str, dict] = {}
     post: list[tuple[str, list]] = []
+    emulated_post: list = []
     log_lines: list[str] = []
     for pkg in install_order(ws, plan["packages"]):
         name = f"{pkg['name']}-{pkg['version']}"
         with open_package(ws.root / pkg["cache"], name) as reader:
-            steps = _script_steps(plan, pkg["name"], reader.scripts, ignorable, log_lines)
+            if plan["scripts"] == "emulate" and emulation is not None:
+                steps = []
+                prefix = reader.manifest.get("prefix") or "/"
+                pre = _emulated(pkg, prefix, reader.scripts, "pre", ignorable, log_lines)
+                emulation.run_scripts(tree, pre)
+                emulated_post += _emulated(pkg, prefix, reader.scripts, "post", ignorable, log_lines)
+            else:
+                steps = _script_steps(plan, pkg["name"], reader.scripts, ignorable, log_lines)
             for phase, found in steps:
                 if phase != "post-install":
                     for s in found:
@@ -133,8 +154,22 @@ def install_packages(ws: Workspace, tree: LayerTree, plan: dict, ctx: Context) -
     for package, found in post:
         for s in found:
             run_script_step(tree, s, package, ctx)
+    if emulation is not None:
+        emulation.run_scripts(tree, emulated_post)
     plan["script_log"] = log_lines
     return metas
+
+
+def _emulated(pkg: dict, prefix: str, scripts: dict, when: str, ignorable: set, log_lines: list) -> list:
+    """The package's scripts to run under the executor (those listed in ignore_scripts skipped)."""
+    out = []
+    for s in install_scripts(pkg["name"], pkg["version"], prefix, scripts, when):
+        if f"{pkg['name']}:{s.phase}" in ignorable:
+            log_lines.append(f"{pkg['name']} {s.phase} script ignored (config)")
+        else:
+            log_lines.append(f"{pkg['name']} {s.phase} script emulated")
+            out.append(s)
+    return out
 
 
 def _script_steps(plan: dict, package: str, scripts: dict, ignorable: set, log_lines: list) -> list:
@@ -258,6 +293,9 @@ def _hardlink_sources(tree: LayerTree) -> dict[str, str]:
 def _created_by(plan: dict) -> str:
     names = " ".join(p["name"] for p in plan["packages"])
     steps = " ".join(s["kind"] for s in plan["steps"])
+    # Scripts that were not replaced by built-ins are part of the image's story.
+    scripts = [line.replace(" script ", " ") for line in plan.get("script_log", [])
+               if line.endswith((" ignored (config)", " emulated"))]
     parts = [f"pkg install {names}" if names else "", f"steps: {steps}" if steps else "",
-             "pkg database" if plan["pkgdb"] else ""]
+             f"scripts: {'; '.join(scripts)}" if scripts else "", "pkg database" if plan["pkgdb"] else ""]
     return f"{plan['flavour']}: " + "; ".join(p for p in parts if p)

@@ -6,6 +6,8 @@ its steps and the git object ids of the src files they read, the script policy,
 SOURCE_DATE_EPOCH, the compression settings, the digest of the view of the
 layers below, and — only for flavours that ship pkg — the whole image's package
 list, because /var/db/pkg/local.sqlite lists every package of the image.
+Flavours that run the image's own programs (scripts = "emulate", run steps)
+also name the executor and every parent layer's digest (see _emulation).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from .builtins.pkgdb import DB_MODE, write_pkgdb
 from .cache import PackageCache
 from .compress import compressor_identity
 from .config import Config
+from .emulate import choose_method, needs_emulation
 from .errors import LayerError
 from .fsutil import file_digest, pretty_json, read_json, read_record, write_if_changed
 from .pkgfile import open_package
@@ -65,7 +68,25 @@ def plan_layer(cfg: Config, release: str, arch: str, flavour: str) -> dict:
         "comment": f.description,
         "repo": r.repo,
     }
+    if needs_emulation(f):
+        plan["emulation"] = _emulation(ws, release, arch, [c.name for c in cfg.chain(flavour)[:-1]])
     return plan
+
+
+def _emulation(ws: Workspace, release: str, arch: str, parents: list[str]) -> dict:
+    """What a layer that runs the image's own programs adds to its plan.
+
+    The programs see the whole image, not just the view children normally
+    depend on, so every parent layer's digest is an input; and a different
+    QEMU (or running natively instead of emulated) may act differently, so the
+    executor's method and the emulator's version are inputs too.  The
+    emulator's file digest is not: a distribution rebuild of the same QEMU
+    version should not rebuild every emulated layer.
+    """
+    layers = [read_record(ws.flavour(release, arch, p) / "layer.json", f"layer:{release}:{arch}:{p}")
+              for p in parents]
+    return {"executor": choose_method(arch).identity(),
+            "parent_layers": [{"digest": x["digest"], "media_type": x["media_type"]} for x in layers]}
 
 
 def _step_src_paths(cfg: Config, release: str, flavour: str) -> set[str]:

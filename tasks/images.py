@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from release import image, layer
+from release import emulate, image, layer
 from release.layerplan import PLAN_VERSION, ships_pkg
 
 from .common import CONFIG, WS, act, reads
@@ -18,6 +18,9 @@ def _layer_deps(r, arch: str, flavour: str) -> list[str]:
         deps.append(str(WS.flavour(r.name, arch, f.parent) / "view.json"))
     if ships_pkg(CONFIG, r.name, flavour):
         deps += [str(WS.packages_json(r.name, arch, c.name)) for c in CONFIG.chain(flavour)[:-1]]
+    if emulate.needs_emulation(f):
+        # programs run inside the layer see the whole image below it, not just the view
+        deps += [str(WS.flavour(r.name, arch, c.name) / "layer.json") for c in CONFIG.chain(flavour)[:-1]]
     return deps
 
 
@@ -41,7 +44,9 @@ def task_layer():
                                        compression=[p.layer_compression, p.gzip_level, p.gzip_engine,
                                                     p.zstd_level],
                                        arch=asdict(CONFIG.architectures[arch]),
-                                       pkgdb=r.pkgdb_schema if ships_pkg(CONFIG, r.name, name) else None)],
+                                       pkgdb=r.pkgdb_schema if ships_pkg(CONFIG, r.name, name) else None,
+                                       **({"executor": emulate.describe(arch)}
+                                          if emulate.needs_emulation(f) else {}))],
                     "doc": f"layer of {r.version} {arch} {name}",
                 }
 
