@@ -67,6 +67,28 @@ class Publish:
 
 
 @dataclass(frozen=True)
+class Registry:
+    name: str
+    url: str
+    namespace: str                  # repositories are <namespace>/freebsd-<flavour> ("" = freebsd-<flavour>)
+    tls_verify: bool
+    chunk_size: int
+
+
+@dataclass(frozen=True)
+class Push:
+    release_tags: tuple[str, ...]   # ${VERSION}, ${MAJOR}, ${MINOR}
+    snapshot_tags: tuple[str, ...]  # ${MAJOR}, ${MINOR}, ${BUILDDATE}
+    sbom: bool                      # push each image's SBOM as an OCI artifact referring to it
+
+
+@dataclass(frozen=True)
+class Signing:
+    key: str                        # private key file ("" = $RELEASE_SIGNING_KEY_FILE / $RELEASE_SIGNING_KEY)
+    public_key: str                 # the trusted public key verify-tree and the tests check against
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str                       # TARGET_ARCH: amd64, aarch64, ...
     target: str                     # TARGET: amd64, arm64, ...
@@ -142,6 +164,9 @@ class Config:
     src: Src
     pkgbase: Pkgbase
     publish: Publish
+    push: Push
+    signing: Signing
+    registries: dict[str, Registry]
     architectures: dict[str, Architecture]
     flavours: dict[str, Flavour]
     releases: dict[str, Release]
@@ -245,6 +270,21 @@ SCHEMA: dict[str, list[Setting]] = {
     "publish": [
         Setting("root", "str", "", doc="download tree root (releases/ and snapshots/ go below it)"),
         Setting("keep", "int", 7, positive, "snapshot dates kept per version and architecture"),
+    ],
+    "push": [
+        Setting("release_tags", "list[str]", ["${VERSION}", "${MAJOR}.${MINOR}", "${MAJOR}"]),
+        Setting("snapshot_tags", "list[str]", ["${MAJOR}.snap", "${MAJOR}.snap${BUILDDATE}"]),
+        Setting("sbom", "bool", True),
+    ],
+    "signing": [
+        Setting("key", "str", ""),
+        Setting("public_key", "str", ""),
+    ],
+    "registries.*": [
+        Setting("url", "str"),
+        Setting("namespace", "str", ""),
+        Setting("tls_verify", "bool", True),
+        Setting("chunk_size", "int", 8 << 20, positive),
     ],
     "architectures.*": [
         Setting("target", "str", ""),
@@ -483,13 +523,14 @@ def load(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -
 def from_dict(data: dict, *, path: Path, workdir: str | os.PathLike | None = None) -> Config:
     chk = _Checker(path.name)
     project = path.resolve().parent
-    top_sections = {"pipeline", "src", "pkgbase", "publish", "architectures", "flavours", "releases"}
+    top_sections = {"pipeline", "src", "pkgbase", "publish", "push", "signing", "registries", "architectures",
+                    "flavours", "releases"}
     for key in sorted(set(data) - top_sections):
         chk.problem(key, f"unknown section (known: {', '.join(sorted(top_sections))})")
     plain = {name: chk.section(name, data.get(name, {}), SCHEMA[name])
-             for name in ("pipeline", "src", "pkgbase", "publish")}
+             for name in ("pipeline", "src", "pkgbase", "publish", "push", "signing")}
     tables: dict[str, dict[str, dict]] = {}
-    for name in ("architectures", "flavours", "releases"):
+    for name in ("registries", "architectures", "flavours", "releases"):
         raw = data.get(name, {})
         if not isinstance(raw, dict):
             chk.problem(name, "must be a table")
@@ -521,6 +562,12 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
     pkgbase = Pkgbase(url=k["url"], signature_type=k["signature_type"], fingerprints=k["fingerprints"],
                       pubkey=k["pubkey"], pkgdb_schema=k["pkgdb_schema"], pkg_packages=tuple(k["pkg_packages"]))
     publish = Publish(root=plain["publish"]["root"], keep=plain["publish"]["keep"])
+    push = Push(release_tags=tuple(plain["push"]["release_tags"]), snapshot_tags=tuple(plain["push"]["snapshot_tags"]),
+                sbom=plain["push"]["sbom"])
+    signing = Signing(key=plain["signing"]["key"], public_key=plain["signing"]["public_key"])
+    registries = {n: Registry(name=n, url=g["url"].rstrip("/"), namespace=g["namespace"].strip("/"),
+                              tls_verify=g["tls_verify"], chunk_size=g["chunk_size"])
+                  for n, g in tables["registries"].items()}
     arches = {n: Architecture(name=n, target=a["target"] or n, oci=a["oci"], variant=a["variant"],
                               byte_order=a["byte_order"], legacy_arch=a["legacy_arch"])
               for n, a in tables["architectures"].items()}
@@ -540,7 +587,7 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
             pkgdb_schema=r["pkgdb_schema"] or pkgbase.pkgdb_schema, lock=r["lock"], demo=r["demo"],
             packages=tuple(sorted((fl, tuple(v)) for fl, v in r["packages"].items())))
     return Config(path=path, project=project, pipeline=pipeline, src=src, pkgbase=pkgbase, publish=publish,
-                  architectures=arches, flavours=flavours, releases=releases)
+                  push=push, signing=signing, registries=registries, architectures=arches, flavours=flavours, releases=releases)
 
 
 _VAR = re.compile(r"\$\{([A-Z_]+)\}")

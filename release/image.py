@@ -42,6 +42,11 @@ def image_version(cfg: Config, release: str, src: dict) -> str:
     return f"{r.version}-{src['suffix']}" if r.kind == "snapshot" and src.get("suffix") else r.version
 
 
+def sbom_name(archive: str) -> str:
+    """FreeBSD-...-container-image-static.txz -> FreeBSD-...-container-image-static.spdx.json"""
+    return archive.removesuffix(".txz") + ".spdx.json"
+
+
 def ref_name(cfg: Config, release: str, flavour: str, arch: str | None = None) -> str:
     version = cfg.release(release).version
     return f"freebsd-{flavour}:{version}" + (f"-{arch}" if arch else "")
@@ -169,9 +174,10 @@ def build_archive(cfg: Config, release: str, arch: str, flavour: str) -> dict:
 
 
 def write_release_checksums(cfg: Config, release: str, arch: str) -> None:
+    """CHECKSUM.SHA256/512 over the archives and their SBOMs (FreeBSD lists every ${OSRELEASE}* file)."""
     ws = Workspace.of(cfg)
     names = [archive_name(cfg, release, arch, f) for f in cfg.release(release).flavours]
-    write_checksums(arch_dir(ws, release, arch), names)
+    write_checksums(arch_dir(ws, release, arch), names + [sbom_name(n) for n in names])
 
 
 def verify_tree(directory: Path) -> None:

@@ -37,8 +37,10 @@ from .changes import buildinfo, compare, text
 from .config import Config
 from .errors import ReleaseError
 from .fsutil import TMP_PREFIX, atomic_output, pretty_json, read_json, remove_partials
-from .image import archive_name, arch_dir
+from .attest import signing_key
+from .image import archive_name, arch_dir, sbom_name
 from .prepare import require_lock
+from .signing import PUBLIC_KEY_NAME, SIGNATURE_SUFFIX, decode_signature, sign_checksums, verify
 from .sources import mirror_for, read_src
 from .workspace import Workspace
 
@@ -80,15 +82,21 @@ def publish_release(cfg: Config, release: str, root: Path) -> dict:
 
 # --------------------------------------------------------------------------- releases
 
+def release_files(cfg: Config, release: str, arch: str) -> list[str]:
+    """The archives and their SBOMs, as the build names them (plain names)."""
+    names = [archive_name(cfg, release, arch, f) for f in cfg.release(release).flavours]
+    return names + [sbom_name(n) for n in names]
+
+
 def _publish_release(cfg: Config, release: str, arch: str, root: Path) -> bool:
     r = cfg.release(release)
     out = arch_dir(Workspace.of(cfg), release, arch)
-    names = [archive_name(cfg, release, arch, f) for f in r.flavours]
     base = root / "releases" / "OCI-IMAGES" / r.version / arch
     latest = base / "Latest"
-    wanted = {n: out / n for n in [*names, *CHECKSUMS]}
+    wanted = {n: out / n for n in [*release_files(cfg, release, arch), *CHECKSUMS]}
     _require(wanted)
-    if _holds(latest, wanted):
+    key = signing_key(cfg)
+    if _holds(latest, wanted, key):
         return False
     base.mkdir(parents=True, exist_ok=True)
     remove_partials(base)
@@ -97,6 +105,8 @@ def _publish_release(cfg: Config, release: str, arch: str, root: Path) -> bool:
     stage.mkdir()
     for name, source in wanted.items():
         _place(source, stage / name)
+    if key is not None:
+        sign_checksums(stage, key)
     _swap_in(stage, latest)
     return True
 
@@ -115,14 +125,16 @@ def _publish_snapshot(cfg: Config, release: str, arch: str, root: Path) -> bool:
     src = read_src(ws, release)
     suffix, date = src["suffix"], src["build_date"]
     out = arch_dir(ws, release, arch)
-    plain = [archive_name(cfg, release, arch, f) for f in r.flavours]
+    plain = release_files(cfg, release, arch)
     _require({n: out / n for n in [*plain, *CHECKSUMS]})
+    key = signing_key(cfg)
     base = root / "snapshots" / "OCI-IMAGES" / r.version / arch
     day, latest = base / date, base / "Latest"
     info = buildinfo(release=release, version=r.version, suffix=suffix, arch=arch, src=src,
                      lock=require_lock(ws, release, arch))
     previous = _published_buildinfo(latest)
-    if previous is not None and previous.get("suffix") == suffix and _snapshot_current(day, latest, plain, suffix):
+    if previous is not None and previous.get("suffix") == suffix and \
+            _snapshot_current(day, latest, plain, suffix, key):
         return False
     if previous is not None and previous.get("suffix") == suffix:
         previous = _published_buildinfo_at(day, suffix, "previous")
@@ -144,6 +156,10 @@ def _publish_snapshot(cfg: Config, release: str, arch: str, root: Path) -> bool:
     _write(day / f"CHANGES-{suffix}.txt", text(report).encode())
     links = {name: f"../{date}/{snapshot_name(name, suffix)}" for name in plain}
     links.update({c: f"../{date}/{c}-{suffix}" for c in CHECKSUMS})
+    if key is not None:
+        sign_checksums(day, key, suffix)
+        links.update({f"{c}{SIGNATURE_SUFFIX}": f"../{date}/{c}-{suffix}{SIGNATURE_SUFFIX}" for c in CHECKSUMS})
+        links[PUBLIC_KEY_NAME] = f"../{date}/{PUBLIC_KEY_NAME}"
     links.update({f"{n}.{ext}": f"../{date}/{n}-{suffix}.{ext}"
                   for n, ext in (("BUILDINFO", "json"), ("CHANGES", "json"), ("CHANGES", "txt"))})
     stage = base / f"{TMP_PREFIX}Latest.{os.getpid()}"
@@ -181,9 +197,25 @@ def _published_buildinfo_at(day: Path, suffix: str, key: str) -> dict | None:
     return None
 
 
-def _snapshot_current(day: Path, latest: Path, plain: list[str], suffix: str) -> bool:
+def _snapshot_current(day: Path, latest: Path, plain: list[str], suffix: str, key) -> bool:
     expected = [snapshot_name(n, suffix) for n in plain] + [f"{c}-{suffix}" for c in CHECKSUMS]
+    if key is not None and verify_tree_signatures(day, key, suffix):
+        return False
     return all((day / n).is_file() for n in expected) and all((latest / n).exists() for n in plain)
+
+
+def verify_tree_signatures(directory: Path, key, suffix: str = "") -> list[str]:
+    """Problems with the detached signatures only (the publish step re-signs when there are any)."""
+    problems = []
+    for c in CHECKSUMS:
+        data_path = directory / (f"{c}-{suffix}" if suffix else c)
+        sig = data_path.with_name(data_path.name + SIGNATURE_SUFFIX)
+        try:
+            if not verify(key.public_key, data_path.read_bytes(), decode_signature(sig.read_bytes())):
+                problems.append(sig.name)
+        except (OSError, ValueError):
+            problems.append(sig.name)
+    return problems
 
 
 def _tidy(base: Path, latest: Path, keep: int, today: str) -> None:
@@ -220,13 +252,14 @@ def _require(files: dict[str, Path]) -> None:
         raise PublishError(f"{missing[0]}: not built (run the build task first)")
 
 
-def _holds(directory: Path, wanted: dict[str, Path]) -> bool:
-    """The published directory already holds exactly these files (same checksums and sizes)."""
+def _holds(directory: Path, wanted: dict[str, Path], key=None) -> bool:
+    """The published directory already holds exactly these files (same checksums and sizes), signed if a key is."""
     try:
         present = {p.name for p in directory.iterdir()}
     except FileNotFoundError:
         return False
-    if present != set(wanted):
+    signed = {f"{c}{SIGNATURE_SUFFIX}" for c in CHECKSUMS} | {PUBLIC_KEY_NAME} if key is not None else set()
+    if present != set(wanted) | signed or (key is not None and verify_tree_signatures(directory, key)):
         return False
     for name, source in wanted.items():
         if (directory / name).stat().st_size != source.stat().st_size:

@@ -426,6 +426,27 @@ class Registry:
         self._count(report, manifests_pushed=1)
         return digest
 
+    def get_manifest(self, repo: str, reference: str, *, accept: Sequence[str]) -> bytes | None:
+        """The manifest or index under *reference* (byte-exact), None when there is none."""
+        what = f"GET manifest {reference}"
+        resp = self._request("GET", f"{self.base}/v2/{repo}/manifests/{reference}", repo=repo, what=what,
+                             report=self.stats, headers={"Accept": ", ".join(accept)},
+                             scopes=(_scope(repo, "pull,push"),))
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._refused(resp, repo, what)
+        return resp.content
+
+    def has_referrers_api(self, repo: str, digest: str) -> bool:
+        """Whether the registry serves the OCI 1.1 referrers API (else the sha256-<hex> tag is used)."""
+        resp = self._request("GET", f"{self.base}/v2/{repo}/referrers/{digest}", repo=repo,
+                             what=f"GET referrers {digest}", report=self.stats,
+                             headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+                             scopes=(_scope(repo, "pull,push"),))
+        return resp.status_code == 200 and \
+            resp.headers.get("Content-Type", "").startswith("application/vnd.oci.image.index.v1+json")
+
     def push_index_tree(self, repo: str, blobs_dir: Path, index_desc: dict, *, tags: Sequence[str],
                         mount_from: Sequence[str] = ()) -> PushReport:
         """Push a multi-arch index, everything it reaches, and *tags* pointing at it."""

@@ -26,7 +26,7 @@ from .cache import PackageCache
 from .config import Config
 from .errors import ReleaseError
 from .fsutil import read_json
-from .image import arch_dir, archive_name, layout_dir
+from .image import arch_dir, archive_name, layout_dir, sbom_name
 from .oci import reachable_blobs
 from .prepare import locked_packages, require_lock
 from .sources import mirror_for
@@ -118,7 +118,8 @@ def compare_builds(cfg: Config, release: str, a: Workspace, b: Workspace) -> lis
                     problems.append(f"{release} {arch} {flavour}: {record[:-5]} {ka or 'missing'} rebuilt as "
                                     f"{kb or 'missing'}")
         da, db = arch_dir(a, release, arch), arch_dir(b, release, arch)
-        names = [archive_name(cfg, release, arch, f) for f in r.flavours] + ["CHECKSUM.SHA256", "CHECKSUM.SHA512"]
+        archives = [archive_name(cfg, release, arch, f) for f in r.flavours]
+        names = archives + [sbom_name(n) for n in archives] + ["CHECKSUM.SHA256", "CHECKSUM.SHA512"]
         for name in names:
             problems += _compare_file(da / name, db / name)
     for flavour in r.flavours:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from release import emulate, image, layer
+from release import attest, emulate, image, layer
 from release.layerplan import PLAN_VERSION, ships_pkg
 
 from .common import CONFIG, WS, act, reads
@@ -110,17 +110,42 @@ def task_archive():
                 }
 
 
+def task_sbom():
+    """Write an image's SPDX 2.3 SBOM next to its archive (every package, licences, sums, src commit)."""
+    for r in CONFIG.releases.values():
+        for arch in r.arches:
+            for name in r.flavours:
+                f = CONFIG.flavours[name]
+                deps = [str(image.image_record(WS, r.name, arch, name)), str(WS.lock(r.name, arch)),
+                        str(WS.src_json(r.name)), str(WS.src_inputs(r.name))]
+                if f.parent:
+                    deps.append(str(image.image_record(WS, r.name, arch, f.parent)))
+                out = image.arch_dir(WS, r.name, arch)
+                yield {
+                    "name": f"{r.name}:{arch}:{name}",
+                    "actions": [act(attest.build_sbom, cfg=CONFIG, release=r.name, arch=arch, flavour=name)],
+                    "file_dep": deps,
+                    "task_dep": [f"image:{r.name}:{arch}:{name}"] +
+                                ([f"image:{r.name}:{arch}:{f.parent}"] if f.parent else []),
+                    "targets": [str(out / image.sbom_name(image.archive_name(CONFIG, r.name, arch, name)))],
+                    "uptodate": [reads(source=CONFIG.source(r), repository=attest.public_repository(CONFIG, r.name, arch))],
+                    "doc": f"SPDX SBOM of {r.version} {arch} {name}",
+                }
+
+
 def task_checksum():
-    """Write CHECKSUM.SHA256 and CHECKSUM.SHA512 for one architecture's archives."""
+    """Write CHECKSUM.SHA256 and CHECKSUM.SHA512 for one architecture's archives and SBOMs."""
     for r in CONFIG.releases.values():
         for arch in r.arches:
             out = image.arch_dir(WS, r.name, arch)
             archives = [str(out / image.archive_name(CONFIG, r.name, arch, f)) for f in r.flavours]
+            sboms = [str(out / image.sbom_name(image.archive_name(CONFIG, r.name, arch, f))) for f in r.flavours]
             yield {
                 "name": f"{r.name}:{arch}",
                 "actions": [act(image.write_release_checksums, cfg=CONFIG, release=r.name, arch=arch)],
-                "file_dep": archives,
-                "task_dep": [f"archive:{r.name}:{arch}:{f}" for f in r.flavours],
+                "file_dep": archives + sboms,
+                "task_dep": [f"archive:{r.name}:{arch}:{f}" for f in r.flavours] +
+                            [f"sbom:{r.name}:{arch}:{f}" for f in r.flavours],
                 "targets": [str(out / "CHECKSUM.SHA256"), str(out / "CHECKSUM.SHA512")],
                 "doc": f"CHECKSUM.SHA256/512 of {r.version} {arch}",
             }

@@ -1,27 +1,40 @@
-"""publish:<release> (download tree) and nightly (every snapshot release)."""
+"""publish:<release> (download tree), push:<release> (registries), nightly, verify-tree."""
 from __future__ import annotations
 
 import os
 
 from doit import get_var
 
-from release import publish
+from release import attest, publish, push
 
-from .common import CONFIG, act
+from .common import CONFIG, act, say
 
 
 def _root() -> str | None:
     return get_var("publish_root", None) or os.environ.get("RELEASE_PUBLISH_ROOT") or CONFIG.publish.root or None
 
 
+def task_push():
+    """Push a release's multi-arch indexes, manifests and blobs (plus signatures and SBOMs) to the registries."""
+    for r in CONFIG.releases.values():
+        yield {
+            "name": r.name,
+            "actions": [act(push.push_release, cfg=CONFIG, release=r.name, say=say)],
+            "task_dep": [f"build:{r.name}"],
+            "uptodate": [False],        # HEAD requests make a repeated push cost no upload
+            "verbosity": 2,
+            "doc": f"push {r.version} to " + (", ".join(CONFIG.registries) or "the configured registries"),
+        }
+
+
 def task_publish():
-    """Publish a built release into the download tree (atomic Latest, snapshot dates, change reports)."""
+    """Publish a built release into the download tree (and push it, when registries are configured)."""
     root = _root()
     for r in CONFIG.releases.values():
         yield {
             "name": r.name,
             "actions": [act(publish.publish_release_to, cfg=CONFIG, release=r.name, root=root)],
-            "task_dep": [f"build:{r.name}"],
+            "task_dep": [f"build:{r.name}"] + ([f"push:{r.name}"] if CONFIG.registries else []),
             "uptodate": [False],        # compares with the tree each time; an unchanged build writes nothing
             "doc": f"publish {r.version} under "
                    f"{'snapshots' if r.kind == 'snapshot' else 'releases'}/OCI-IMAGES/{r.version}/<arch>/",
@@ -34,9 +47,22 @@ def task_nightly():
     deps = [f"build:{r.name}" for r in snapshots]
     if _root():
         deps += [f"publish:{r.name}" for r in snapshots]
+    elif CONFIG.registries:
+        deps += [f"push:{r.name}" for r in snapshots]
     return {
         "actions": None,
         "task_dep": deps,
-        "doc": "build (and publish, when a tree is configured) every snapshot release: "
+        "doc": "build (and publish or push, when configured) every snapshot release: "
                + ", ".join(r.name for r in snapshots),
+    }
+
+
+def task_verify_tree():
+    """Check a download tree: detached CHECKSUM signatures against the trusted key, checksums, archives."""
+    return {
+        "basename": "verify-tree",
+        "actions": [act(attest.verify_published_tree, cfg=CONFIG, root=_root(), say=say)],
+        "uptodate": [False],
+        "verbosity": 2,
+        "doc": "verify every published directory of the download tree (signatures, checksums, archives)",
     }
