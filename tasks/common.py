@@ -1,6 +1,7 @@
 """What every task module shares: the loaded configuration and the action wrapper."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -51,6 +52,18 @@ def hold_workdir(ws: Workspace) -> int | None:
     return fd
 
 
+def configure_logging() -> None:
+    """Warnings and errors of the library on stderr; the output of emulated commands too (INFO).
+
+    RELEASE_LOG_LEVEL=INFO (or DEBUG) shows everything the library logs: requests,
+    catalogue checks, commands run.
+    """
+    level = os.environ.get("RELEASE_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING), format="%(name)s: %(message)s")
+    logging.getLogger("release.emulate").setLevel(min(logging.INFO, logging.getLogger().level))
+
+
+configure_logging()
 CONFIG = load_config()
 WS = Workspace.of(CONFIG)
 WORKDIR_LOCK = hold_workdir(WS)      # also creates the directory doit opens its state database in

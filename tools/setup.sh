@@ -32,6 +32,12 @@ fi
 if [ "$mode" = test ]; then
     # shellcheck disable=SC2086
     apt_install $TEST_DEBS
+    # the emulation tests run a real arm64 busybox (busybox-static:arm64) under qemu-aarch64-static
+    if [ "$(dpkg --print-architecture)" != arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+        $sudo dpkg --add-architecture arm64
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
