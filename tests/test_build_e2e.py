@@ -30,7 +30,8 @@ def differing(a: dict[str, bytes], b: dict[str, bytes]) -> list[str]:
 def test_two_clean_builds_are_byte_identical(demo_build, tmp_path_factory):
     parallel = build_demo(tmp_path_factory, "demo-build-parallel", "-n", "2")
     ours, theirs = file_bytes(demo_build.out), file_bytes(parallel.out)
-    assert len(ours) == len(ARCHES) * (len(FLAVOURS) + 2) + sum(
+    # per arch: an archive and an SBOM per flavour, two CHECKSUM files; then the layouts
+    assert len(ours) == len(ARCHES) * (2 * len(FLAVOURS) + 2) + sum(
         2 + len(list((demo_build.layout(f) / "blobs/sha256").iterdir())) for f in FLAVOURS)
     assert not differing(ours, theirs), f"out/ differs: {differing(ours, theirs)}"
     blobs, other_blobs = file_bytes(demo_build.work / "blobs"), file_bytes(parallel.work / "blobs")
@@ -48,8 +49,9 @@ def test_checksum_files_list_every_archive(demo_build):
             assert all(parsed), f"{arch} CHECKSUM.{kind}: not BSD-style lines: {lines}"
             sums = {m.group(2): m.group(3) for m in parsed if m.group(1) == kind}
             assert len(sums) == len(lines)
-            assert sums == {archive_name(arch, f): algorithm((directory / archive_name(arch, f)).read_bytes())
-                            .hexdigest() for f in FLAVOURS}
+            listed = [archive_name(arch, f) for f in FLAVOURS]
+            listed += [n.removesuffix(".txz") + ".spdx.json" for n in listed]       # the SBOMs too
+            assert sums == {n: algorithm((directory / n).read_bytes()).hexdigest() for n in listed}
 
 
 def test_verify_checksums_names_the_one_corrupted_archive(demo_build, tmp_path):

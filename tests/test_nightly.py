@@ -59,8 +59,8 @@ def test_first_nightly_publishes_an_initial_snapshot(nightly):
     assert suffix == f"{head['build_date']}-{head['short']}-{head['count']}" and len(head["short"]) == 12
     day = tree_dir(tree) / head["build_date"]
     names = sorted(p.name for p in day.iterdir())
-    assert names == sorted([f"FreeBSD-15.0-CURRENT-amd64-container-image-{suffix}-{f}.txz"
-                            for f in ("static", "dynamic", "runtime")] +
+    assert names == sorted([f"FreeBSD-15.0-CURRENT-amd64-container-image-{suffix}-{f}.{ext}"
+                            for f in ("static", "dynamic", "runtime") for ext in ("txz", "spdx.json")] +
                            [f"CHECKSUM.SHA256-{suffix}", f"CHECKSUM.SHA512-{suffix}",
                             f"BUILDINFO-{suffix}.json", f"CHANGES-{suffix}.json", f"CHANGES-{suffix}.txt"])
     latest = tree_dir(tree) / "Latest"
@@ -190,7 +190,8 @@ def test_release_publishing_puts_files_in_latest(tmp_path, demo_tree=None):
     latest = tree / "releases/OCI-IMAGES/14.2-DEMO/amd64/Latest"
     names = sorted(p.name for p in latest.iterdir())
     assert names == sorted(["CHECKSUM.SHA256", "CHECKSUM.SHA512"] +
-                           [f"FreeBSD-14.2-DEMO-amd64-container-image-{f}.txz" for f in ("static", "dynamic", "minimal")])
+                           [f"FreeBSD-14.2-DEMO-amd64-container-image-{f}.{ext}"
+                            for f in ("static", "dynamic", "minimal") for ext in ("txz", "spdx.json")])
     assert all(not (latest / n).is_symlink() for n in names)
     doit(config, work, "verify-checksums:demo")
     from release.checksum import verify_checksums
