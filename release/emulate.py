@@ -58,6 +58,7 @@ from typing import Iterator, Sequence
 
 from .builtins.entries import Entry
 from .config import Flavour, Step
+from .accounts import id_to_name
 from .errors import StepError, ToolError
 from .rootfs import Changes, LayerBlob, Node, Root, diff, materialise, open_in_root, read_in_root, snapshot
 from .run import run
@@ -424,8 +425,8 @@ def record_changes(tree: LayerTree, root: Root, changes: Changes, after: dict[st
         tree.remove(path, owner)
         if path not in root.lower:
             tree.removed.discard(path)      # this layer's own path: it just vanishes, no whiteout
-    users = _names(read_in_root(root.path, "etc/master.passwd"), "root")
-    groups = _names(read_in_root(root.path, "etc/group"), "wheel")
+    users = id_to_name(read_in_root(root.path, "etc/master.passwd"), "root")
+    groups = id_to_name(read_in_root(root.path, "etc/group"), "wheel")
     for path in sorted(changes.added + changes.changed, key=lambda p: p.encode()):
         node = after[path]
         uname = _name(users, node.uid, "user", path, owner)
@@ -449,17 +450,6 @@ def _topmost(paths: list[str]) -> list[str]:
     for p in sorted(paths, key=lambda p: p.encode()):
         if not any(p.startswith(q + "/") for q in out):
             out.append(p)
-    return out
-
-
-def _names(text: bytes | None, zero: str) -> dict[int, str]:
-    """id -> first name in master.passwd / group (getpwuid's answer)."""
-    out: dict[int, str] = {}
-    for line in (text or b"").decode("utf-8", "replace").splitlines():
-        f = line.split(":")
-        if len(f) >= 3 and not line.startswith("#") and f[2].isdigit():
-            out.setdefault(int(f[2]), f[0])
-    out.setdefault(0, zero)
     return out
 
 

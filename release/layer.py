@@ -19,6 +19,7 @@ import posixpath
 import tempfile
 from pathlib import Path
 
+from .accounts import name_to_id
 from .builtins.entries import Entry
 from .builtins.scripts import recognise
 from .compress import open_blob_writer
@@ -192,24 +193,10 @@ def _script_steps(plan: dict, package: str, scripts: dict, ignorable: set, log_l
 
 # --------------------------------------------------------------------------- writing
 
-def _accounts(tree: LayerTree) -> tuple[dict[str, int], dict[str, int]]:
-    """Name -> id from the image's own master.passwd and group (never the builder's)."""
-    users, groups = {"root": 0}, {"wheel": 0}
-    for line in (tree.read("/etc/master.passwd") or b"").decode("utf-8", "replace").splitlines():
-        f = line.split(":")
-        if len(f) >= 4 and not line.startswith("#") and f[2].isdigit():
-            users.setdefault(f[0], int(f[2]))
-    for line in (tree.read("/etc/group") or b"").decode("utf-8", "replace").splitlines():
-        f = line.split(":")
-        if len(f) >= 3 and not line.startswith("#") and f[2].isdigit():
-            groups.setdefault(f[0], int(f[2]))
-    return users, groups
-
-
 def write_tree(ws: Workspace, tree: LayerTree, plan: dict) -> dict:
     """Write the tree as the layer blob; returns digest, diff_id, size and media type."""
     sde = plan["source_date_epoch"]
-    users, groups = _accounts(tree)
+    users, groups = name_to_id(tree.read("/etc/master.passwd"), tree.read("/etc/group"))
     entries = _with_parents_and_whiteouts(tree, sde)
     canonical = _hardlink_sources(tree)
     comp = plan["compression"]

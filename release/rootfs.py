@@ -39,6 +39,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 import zstandard
 
+from .accounts import name_to_id
 from .errors import LayerError
 from .fsutil import TMP_PREFIX
 from .tree import LayerTree, entries_sorted
@@ -317,20 +318,9 @@ def _apply_member(w: _Writer, tar: tarfile.TarFile, m: tarfile.TarInfo, label: s
 
 # --------------------------------------------------------------------------- the layer under construction
 
-def parse_accounts(master_passwd: bytes | None, group: bytes | None) -> tuple[dict[str, int], dict[str, int]]:
-    """Name -> id from the image's master.passwd and group (first name wins, as getpwnam finds it)."""
-    tables: tuple[dict[str, int], dict[str, int]] = ({"root": 0}, {"wheel": 0})
-    for table, text in zip(tables, (master_passwd, group)):
-        for line in (text or b"").decode("utf-8", "replace").splitlines():
-            f = line.split(":")
-            if len(f) >= 3 and not line.startswith("#") and f[2].isdigit():
-                table.setdefault(f[0], int(f[2]))
-    return tables
-
-
 def write_tree(w: _Writer, tree: LayerTree, sde: int) -> None:
     """This layer's removals, then its entries (hardlinks last, once their sources exist)."""
-    users, groups = parse_accounts(tree.read("/etc/master.passwd"), tree.read("/etc/group"))
+    users, groups = name_to_id(tree.read("/etc/master.passwd"), tree.read("/etc/group"))
     for path in sorted(tree.removed):
         w.remove(_parts(path, path), f"{path} (removed by this layer)")
     paths = entries_sorted(tree.items)
