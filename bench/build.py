@@ -43,7 +43,7 @@ if str(PROJECT) not in sys.path:
 from release.archive import xz_store_stream  # noqa: E402
 from release.demo.generate import generate_demo  # noqa: E402
 
-STAGES = ("layer", "image", "index", "archive", "checksum")
+STAGES = ("layer", "image", "index", "sbom", "archive", "checksum")
 MB = 1_000_000
 RUNNER = """
 import json, os, re, sys, threading, time
