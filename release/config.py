@@ -450,7 +450,3 @@ _VAR = re.compile(r"\$\{([A-Z_]+)\}")
 def expand(template: str, variables: dict[str, str]) -> str:
     """Substitute ${NAME} from *variables*; unknown names are left for pkg(8) (e.g. ${ABI} in base.conf)."""
     return _VAR.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
-
-
-def default_config_path(project: Path) -> Path:
-    return Path(os.environ.get("RELEASE_CONFIG", project / "config.toml"))

@@ -19,7 +19,6 @@ import hashlib
 import io
 import posixpath
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from .builtins.entries import Entry
@@ -265,11 +264,3 @@ class _Window(io.RawIOBase):
 def entries_sorted(paths: Iterable[str]) -> list[str]:
     """Tar order: by path bytes, which puts every directory before its contents."""
     return sorted(paths, key=lambda p: p.encode())
-
-
-def relative_name(path: str) -> str:
-    return path.lstrip("/")
-
-
-def spool_path(workdir: Path, name: str) -> Path:
-    return workdir / "tmp" / f"spool-{name}"
