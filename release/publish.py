@@ -40,7 +40,7 @@ from .fsutil import TMP_PREFIX, atomic_output, pretty_json, read_json, remove_pa
 from .attest import signing_key
 from .image import archive_name, arch_dir, sbom_name
 from .prepare import require_lock
-from .signing import PUBLIC_KEY_NAME, SIGNATURE_SUFFIX, decode_signature, sign_checksums, verify
+from .signing import PUBLIC_KEY_NAME, SIGNATURE_SUFFIX, sign_checksums, signature_ok
 from .sources import mirror_for, read_src
 from .workspace import Workspace
 
@@ -211,9 +211,10 @@ def verify_tree_signatures(directory: Path, key, suffix: str = "") -> list[str]:
         data_path = directory / (f"{c}-{suffix}" if suffix else c)
         sig = data_path.with_name(data_path.name + SIGNATURE_SUFFIX)
         try:
-            if not verify(key.public_key, data_path.read_bytes(), decode_signature(sig.read_bytes())):
-                problems.append(sig.name)
-        except (OSError, ValueError):
+            data = data_path.read_bytes()
+        except OSError:
+            data = None
+        if data is None or not signature_ok(sig, key.public_key, data):
             problems.append(sig.name)
     return problems
 

@@ -213,7 +213,7 @@ def sign_checksums(directory: str | os.PathLike, key: SigningKey, suffix: str = 
     for name in names:
         data = (directory / name).read_bytes()
         sig_path = directory / signature_file_name(name)
-        if not _signature_ok(sig_path, key.public_key, data):
+        if not signature_ok(sig_path, key.public_key, data):
             write_if_changed(sig_path, encode_signature(key.sign(data)))
         outputs.append(sig_path.name)
     write_if_changed(directory / PUBLIC_KEY_NAME, key.public_pem())
@@ -221,7 +221,8 @@ def sign_checksums(directory: str | os.PathLike, key: SigningKey, suffix: str = 
     return outputs
 
 
-def _signature_ok(sig_path: Path, public_key: ec.EllipticCurvePublicKey, data: bytes) -> bool:
+def signature_ok(sig_path: Path, public_key: ec.EllipticCurvePublicKey, data: bytes) -> bool:
+    """The detached signature file *sig_path* exists and verifies *data* with *public_key*."""
     try:
         return verify(public_key, data, decode_signature(sig_path.read_bytes()))
     except (OSError, ValueError):

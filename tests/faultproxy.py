@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 
-from tests.httpserver import port_is_closed
+from tests.httpserver import port_is_closed, stop_server
 
 CHUNK = 1 << 16
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
@@ -137,16 +137,7 @@ class FaultProxy:
     def __exit__(self, *exc) -> None:
         if self._server is None:
             return
-        self._server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._server.server_close()
-        self._thread.join()
+        stop_server(self._server, self._thread, self._lock, self._connections)
         self._server = None
         assert port_is_closed(self.port)
 

@@ -290,17 +290,7 @@ class RepoServer:
         """Stop serving, drop open keep-alive connections and close the port."""
         if self._server is None:
             return
-        self._server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._server.server_close()  # joins the handler threads
-        if self._thread is not None:
-            self._thread.join()
+        stop_server(self._server, self._thread, self._lock, self._connections)
         self._server = None
 
     # fault injection -------------------------------------------------------
@@ -375,6 +365,22 @@ class RepoServer:
     def _closed(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.discard(conn)
+
+
+def stop_server(server: http.server.HTTPServer, thread: threading.Thread | None, lock: threading.Lock,
+                connections: set[socket.socket]) -> None:
+    """Stop serving, drop open keep-alive connections (so handlers end) and close the port."""
+    server.shutdown()
+    with lock:
+        open_now = list(connections)
+    for conn in open_now:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    server.server_close()  # joins the handler threads
+    if thread is not None:
+        thread.join()
 
 
 def port_is_closed(port: int) -> bool:
