@@ -7,7 +7,7 @@ from tasks.build import task_build  # noqa: F401
 from tasks.common import WS
 from tasks.images import (task_archive, task_checksum, task_image, task_index, task_layer,  # noqa: F401
                           task_sbom, task_verify_checksums)
-from tasks.prepare import task_demo, task_download, task_fetch, task_lock  # noqa: F401
+from tasks.prepare import task_demo, task_download, task_fetch, task_gc, task_lock  # noqa: F401
 from tasks.publish import task_nightly, task_publish, task_push, task_verify_tree  # noqa: F401
 from tasks.verify import task_verify  # noqa: F401
 from tasks.reporter import OneLineReporter

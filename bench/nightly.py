@@ -33,6 +33,7 @@ if str(PROJECT) not in sys.path:
 from release import config as config_mod  # noqa: E402
 from release.demo.generate import bump_package  # noqa: E402
 from release.demo.inputs import generate_tree  # noqa: E402
+from release.planner import demo_release  # noqa: E402
 from release.demo.matrix import matrix_config  # noqa: E402
 from release.demo.srcrepo import advance_branch  # noqa: E402
 from release.fsutil import read_json  # noqa: E402
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         config = matrix_config(PROJECT / "config.toml", root / "config.toml", publish_root=tree,
                                arches=arches, served=served)
         cfg = config_mod.load(config)
-        generate_tree(served, [r for r in cfg.releases.values()], scale=args.scale)
+        generate_tree(served, [demo_release(r) for r in cfg.releases.values()], scale=args.scale)
         rows = []
         t, n = doit(config, work, "nightly")
         rows.append(("first nightly (cold, every snapshot release)", t, n, None))

@@ -5,6 +5,8 @@ user database; emulated commands' files get names back the same way.
 """
 from __future__ import annotations
 
+from .errors import LayerError
+
 
 def entries(text: bytes | None) -> list[tuple[str, int]]:
     """(name, id) of each account line, in file order (comments and odd lines skipped)."""
@@ -32,3 +34,19 @@ def id_to_name(text: bytes | None, zero: str) -> dict[int, str]:
         out.setdefault(ident, name)
     out.setdefault(0, zero)
     return out
+
+
+_FILES = {"user": "/etc/master.passwd", "group": "/etc/group"}
+
+
+def lookup(table: dict, key: str | int, what: str, where: str):
+    """*key* (a name or an id) of a "user" or "group" table, or one line naming where it was needed.
+
+    The one home of the "not in the image's accounts" error: the layer writer,
+    the image root on disk and emulated commands' files all meet it.
+    """
+    try:
+        return table[key]
+    except KeyError:
+        subject = f"{what} {key!r} is not in" if isinstance(key, str) else f"{what} id {key} has no name in"
+        raise LayerError(f"{where}: {subject} the image's {_FILES[what]}") from None

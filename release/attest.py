@@ -1,72 +1,57 @@
-"""What is in it, who vouches for it: SBOM files, signed download trees, verify-tree.
+"""What is in it, who vouches for it: SBOM files, signing keys, verify-tree.
 
 - build_sbom: per image (release x arch x flavour) the SPDX 2.3 document,
   written next to the archive as `<archive name>.spdx.json` (so the CHECKSUM
   files list it, and publish carries it into the download tree);
-- signing_key: the release signing key when one is configured (config
-  [signing] key, or $RELEASE_SIGNING_KEY_FILE / $RELEASE_SIGNING_KEY), else None;
+- signing_key: the release signing key when one is configured ([signing] key,
+  or $RELEASE_SIGNING_KEY_FILE / $RELEASE_SIGNING_KEY), else None;
 - verify_published_tree: every published directory of a download tree against
   the trusted public key: detached CHECKSUM signatures, then checksums.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from .config import Config
 from .errors import ReleaseError
-from .fsutil import read_record, write_if_changed
-from .image import arch_dir, archive_name, image_record, image_version, sbom_name
-from .prepare import require_lock
+from .fsutil import write_if_changed
+from .names import image_version
+from .plans import KeySettings, SbomPlan, TreePlan
+from .records import ImageRecord, Lock, SrcHead, SrcInputs
 from .sbom import image_sbom, sbom_bytes
 from .signing import KEY_ENV, KEY_FILE_ENV, SigningKey, load_public_key, load_signing_key, verify_tree
-from .sources import read_src
-from .workspace import Workspace
 
 
-def public_repository(cfg: Config, release: str, arch: str) -> str:
-    """The pkgbase URL an SBOM names: the configured one, never a local mirror override."""
-    r = cfg.release(release)
-    if r.mirror and not r.mirror.startswith("file:"):
-        return cfg.pkgbase_url(r, arch)
-    return cfg.pkgbase_url(dataclasses.replace(r, mirror=""), arch)
-
-
-def build_sbom(cfg: Config, release: str, arch: str, flavour: str) -> dict:
-    ws = Workspace.of(cfg)
-    r = cfg.release(release)
-    f = cfg.flavours[flavour]
-    src = read_src(ws, release)
-    image = read_record(image_record(ws, release, arch, flavour), f"image:{release}:{arch}:{flavour}")
-    parent = read_record(image_record(ws, release, arch, f.parent), f"image:{release}:{arch}:{f.parent}") \
-        if f.parent else None
-    sde = read_record(ws.src_inputs(release), "fetch")["source_date_epoch"]
-    doc = image_sbom(release=release, version=image_version(cfg, release, src), arch=arch, flavour=flavour,
-                     lock=require_lock(ws, release, arch), src=src, image=image, parent=parent, created=sde,
-                     source_url=cfg.source(r), repository_url=public_repository(cfg, release, arch))
-    dest = arch_dir(ws, release, arch) / sbom_name(archive_name(cfg, release, arch, flavour))
+def build_sbom(plan: SbomPlan) -> dict:
+    ws, r, a = plan.workspace, plan.release, plan.arch
+    src = SrcHead.load(ws.src_json(r))
+    image = ImageRecord.load(ws.image_json(r, a, plan.flavour))
+    parent = ImageRecord.load(ws.image_json(r, a, plan.parent)).to_json() if plan.parent else None
+    sde = SrcInputs.load(ws.src_inputs(r)).source_date_epoch
+    doc = image_sbom(release=r, version=image_version(plan.version, plan.kind, src), arch=a, flavour=plan.flavour,
+                     lock=Lock.load(ws.lock(r, a)).document, src=asdict(src), image=image.to_json(),
+                     parent=parent, created=sde, source_url=plan.source, repository_url=plan.repository)
+    dest = ws.arch_dir(r, a) / plan.name
     write_if_changed(dest, sbom_bytes(doc))
     return {"sbom": str(dest)}
 
 
-def signing_key(cfg: Config) -> SigningKey | None:
+def signing_key(keys: KeySettings) -> SigningKey | None:
     """The configured signing key, or None when no key is configured at all."""
-    if cfg.signing.key:
-        path = Path(cfg.signing.key)
-        return load_signing_key(path if path.is_absolute() else cfg.project / path)
+    if keys.key:
+        return load_signing_key(Path(keys.key))
     if os.environ.get(KEY_FILE_ENV) or os.environ.get(KEY_ENV):
         return load_signing_key()
     return None
 
 
-def trusted_public_key(cfg: Config):
-    if not cfg.signing.public_key:
+def trusted_public_key(keys: KeySettings):
+    if not keys.public_key:
         raise ReleaseError("no trusted public key: set [signing] public_key in config.toml")
-    path = Path(cfg.signing.public_key)
-    return load_public_key(path if path.is_absolute() else cfg.project / path)
+    return load_public_key(Path(keys.public_key))
 
 
 _SUFFIXED = re.compile(r"^CHECKSUM\.SHA256-(.+)$")
@@ -83,11 +68,17 @@ def published_dirs(root: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def verify_published_tree(cfg: Config, root: str | None, say: Callable[[str], None] = print) -> dict:
+def tree_root(root: str) -> Path:
+    """The download tree a plan names, or one line saying how to name one."""
+    if not root:
+        raise ReleaseError("no publish root: set [publish] root in config.toml or pass publish_root=DIR")
+    return Path(root)
+
+
+def verify_published_tree(plan: TreePlan, say: Callable[[str], None] = print) -> dict:
     """Signatures, checksums and archives of every published directory; each problem on its own line."""
-    from .publish import publish_root
-    tree = publish_root(cfg, root)
-    key = trusted_public_key(cfg)
+    tree = tree_root(plan.root)
+    key = trusted_public_key(plan.signing)
     dirs = published_dirs(tree)
     if not dirs:
         raise ReleaseError(f"{tree}: no published release or snapshot found")

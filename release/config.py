@@ -9,15 +9,18 @@ mistakes at once and no task ever runs on a half-valid configuration.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import toml
 
-from .configschema import REQUIRED, SCHEMA, STEP_DEFAULTS, STEP_KINDS, STEP_SCHEMA, Setting
+from .configschema import REQUIRED, SCHEMA, Setting
 from .errors import ConfigError
+from .steps import REGISTRY as STEP_KINDS
+from .steps import REQUIRED as STEP_REQUIRED
+from .steps import Step
+from .textvars import expand
 
 # --------------------------------------------------------------------------- dataclasses
 
@@ -59,7 +62,7 @@ class Publish:
 
 
 @dataclass(frozen=True)
-class Registry:
+class RegistrySettings:
     name: str
     url: str
     namespace: str                  # repositories are <namespace>/freebsd-<flavour> ("" = freebsd-<flavour>)
@@ -93,18 +96,6 @@ class Architecture:
     def file_arch(self) -> str:
         """How FreeBSD spells the arch in file names (TARGET-TARGET_ARCH when they differ)."""
         return self.name if self.target == self.name else f"{self.target}-{self.name}"
-
-
-@dataclass(frozen=True)
-class Step:
-    kind: str
-    options: tuple[tuple[str, Any], ...]   # sorted (key, value) pairs, hashable
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return dict(self.options).get(key, default)
-
-    def as_dict(self) -> dict:
-        return {"kind": self.kind, **dict(self.options)}
 
 
 @dataclass(frozen=True)
@@ -158,7 +149,7 @@ class Config:
     publish: Publish
     push: Push
     signing: Signing
-    registries: dict[str, Registry]
+    registries: dict[str, RegistrySettings]
     architectures: dict[str, Architecture]
     flavours: dict[str, Flavour]
     releases: dict[str, Release]
@@ -270,26 +261,33 @@ class _Checker:
                 self.problem(here, 'must be a table with a "kind"')
                 continue
             kind = item["kind"]
-            if kind not in STEP_SCHEMA:
+            if kind not in STEP_KINDS:
                 self.problem(f"{here}.kind", f"unknown step kind {kind!r} (known: {', '.join(STEP_KINDS)})")
                 continue
-            options = dict(STEP_DEFAULTS.get(kind, {}))
-            types = STEP_SCHEMA[kind]
+            spec = STEP_KINDS[kind]
+            options = {o.name: o.default for o in spec.options if o.default is not STEP_REQUIRED}
+            valid = True
             for key, value in item.items():
                 if key == "kind":
                     continue
-                if key not in types:
-                    self.problem(f"{here}.{key}", f"unknown option for a {kind} step")
-                elif not _type_ok(value, types[key]):
-                    self.problem(f"{here}.{key}", f"must be {_TYPE_NAMES[types[key]]}, not {value!r}")
+                option = spec.option(key)
+                if option is None:
+                    self.problem(f"{here}.{key}", f"unknown option for a {kind} step "
+                                 f"(known: {', '.join(o.name for o in spec.options)})")
+                    valid = False
+                elif not _type_ok(value, option.type):
+                    self.problem(f"{here}.{key}", f"must be {_TYPE_NAMES[option.type]}, not {value!r}")
+                    valid = False
                 else:
                     options[key] = value
-            for key in types:
-                if key not in options:
-                    self.problem(f"{here}.{key}", f"missing (a {kind} step needs it)")
-            if kind == "src-file" and isinstance(options.get("mode"), str):
-                if not re.fullmatch(r"[0-7]{3,4}", options["mode"]):
-                    self.problem(f"{here}.mode", f"must be an octal mode like \"0644\", not {options['mode']!r}")
+            for o in spec.options:
+                if o.name not in options:
+                    self.problem(f"{here}.{o.name}", f"missing (a {kind} step needs it)")
+                    valid = False
+            if not valid:
+                continue
+            for key, message in spec.check(options):
+                self.problem(f"{here}.{key}", message)
             steps.append(Step(kind, tuple(sorted((k, _freeze(v)) for k, v in options.items()))))
         return tuple(steps)
 
@@ -419,7 +417,7 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
     push = Push(release_tags=tuple(plain["push"]["release_tags"]), snapshot_tags=tuple(plain["push"]["snapshot_tags"]),
                 sbom=plain["push"]["sbom"])
     signing = Signing(key=plain["signing"]["key"], public_key=plain["signing"]["public_key"])
-    registries = {n: Registry(name=n, url=g["url"].rstrip("/"), namespace=g["namespace"].strip("/"),
+    registries = {n: RegistrySettings(name=n, url=g["url"].rstrip("/"), namespace=g["namespace"].strip("/"),
                               tls_verify=g["tls_verify"], chunk_size=g["chunk_size"])
                   for n, g in tables["registries"].items()}
     arches = {n: Architecture(name=n, target=a["target"] or n, oci=a["oci"], variant=a["variant"],
@@ -442,11 +440,3 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
             packages=tuple(sorted((fl, tuple(v)) for fl, v in r["packages"].items())))
     return Config(path=path, project=project, pipeline=pipeline, src=src, pkgbase=pkgbase, publish=publish,
                   push=push, signing=signing, registries=registries, architectures=arches, flavours=flavours, releases=releases)
-
-
-_VAR = re.compile(r"\$\{([A-Z_]+)\}")
-
-
-def expand(template: str, variables: dict[str, str]) -> str:
-    """Substitute ${NAME} from *variables*; unknown names are left for pkg(8) (e.g. ${ABI} in base.conf)."""
-    return _VAR.sub(lambda m: variables.get(m.group(1), m.group(0)), template)

@@ -14,7 +14,6 @@ LAYER_COMPRESSIONS = ("tar+gzip", "tar+zstd", "tar")
 SIGNATURE_TYPES = ("fingerprints", "pubkey", "none")
 SCRIPT_POLICIES = ("builtin", "emulate", "ignore")
 RELEASE_KINDS = ("release", "snapshot")
-STEP_KINDS = ("mtree", "src-file", "accounts", "caroot", "repo-conf", "remove", "run")
 PKGDB_SCHEMAS = (36, 42)
 
 
@@ -132,23 +131,4 @@ SCHEMA: dict[str, list[Setting]] = {
         Setting("demo", "bool", False),
         Setting("packages", "table", {}),
     ],
-}
-
-STEP_SCHEMA: dict[str, dict[str, str]] = {
-    # step kind -> {option: type}; every option is required unless listed in STEP_DEFAULTS
-    "mtree": {"specs": "list[str]"},
-    "src-file": {"src": "str", "dest": "list[str]", "mode": "str", "uname": "str", "gname": "str"},
-    "accounts": {"master_passwd": "str", "group": "str"},
-    "caroot": {"trusted": "str", "untrusted": "str", "layout": "str"},
-    "repo-conf": {"name": "str", "url": "str"},
-    "remove": {"paths": "list[str]"},
-    "run": {"command": "list[str]", "timeout": "int"},
-}
-STEP_DEFAULTS: dict[str, dict[str, Any]] = {
-    "src-file": {"mode": "0644", "uname": "root", "gname": "wheel"},
-    "accounts": {"master_passwd": "etc/master.passwd", "group": "etc/group"},
-    "caroot": {"trusted": "secure/caroot/trusted", "untrusted": "secure/caroot/untrusted",
-               "layout": "untrusted"},
-    "repo-conf": {"name": "base", "url": ""},
-    "run": {"timeout": 600},
 }

@@ -57,8 +57,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from .builtins.entries import Entry
-from .config import Flavour, Step
-from .accounts import id_to_name
+from .steps import Step
+from .accounts import id_to_name, lookup
 from .errors import StepError, ToolError
 from .rootfs import Changes, LayerBlob, Node, Root, diff, materialise, open_in_root, read_in_root, snapshot
 from .run import run
@@ -102,10 +102,6 @@ class Method:
         """What goes into a layer plan: a new QEMU may emulate differently, so its version is an input."""
         return {"method": self.kind, "arch": self.arch, "host": platform.system(),
                 "emulator": os.path.basename(self.emulator), "version": self.version}
-
-
-def needs_emulation(flavour: Flavour) -> bool:
-    return flavour.scripts == "emulate" or any(s.kind == "run" for s in flavour.steps)
 
 
 def choose_method(arch: str, *, machine: str | None = None, search_path: str | None = None,
@@ -429,8 +425,8 @@ def record_changes(tree: LayerTree, root: Root, changes: Changes, after: dict[st
     groups = id_to_name(read_in_root(root.path, "etc/group"), "wheel")
     for path in sorted(changes.added + changes.changed, key=lambda p: p.encode()):
         node = after[path]
-        uname = _name(users, node.uid, "user", path, owner)
-        gname = _name(groups, node.gid, "group", path, owner)
+        uname = lookup(users, node.uid, "user", f"{owner}: {path}")
+        gname = lookup(groups, node.gid, "group", f"{owner}: {path}")
         mtime = min(node.stamp[2] // 1_000_000_000, sde)
         if node.kind == "dir":
             tree.put(Entry(path, "dir", node.mode, uname, gname, mtime=mtime), owner)
@@ -453,20 +449,8 @@ def _topmost(paths: list[str]) -> list[str]:
     return out
 
 
-def _name(table: dict[int, str], ident: int, what: str, path: str, owner: str) -> str:
-    try:
-        return table[ident]
-    except KeyError:
-        raise StepError(f"{owner}: {path}: {what} id {ident} has no name in the image's "
-                        f"{'/etc/master.passwd' if what == 'user' else '/etc/group'}") from None
-
-
-def emulation_for(plan: dict, tmp: Path, blobs: Path) -> Emulation | None:
-    """The plan's executor and parent layers, or None when the layer runs nothing of the image."""
-    emu = plan.get("emulation")
-    if not emu:
-        return None
-    executor = Executor(choose_method(plan["arch"]), sde=plan["source_date_epoch"])
-    lowers = [LayerBlob(blobs / p["digest"].removeprefix("sha256:"), p["media_type"], p["digest"])
-              for p in emu["parent_layers"]]
-    return Emulation(executor, tmp, lowers, plan["source_date_epoch"])
+def emulation_for(arch: str, sde: int, parent_layers: Sequence, tmp: Path, blobs: Path) -> Emulation:
+    """The executor for *arch* over the layers below (layer records with digest and media_type)."""
+    executor = Executor(choose_method(arch), sde=sde)
+    lowers = [LayerBlob(blobs / p.digest.removeprefix("sha256:"), p.media_type, p.digest) for p in parent_layers]
+    return Emulation(executor, tmp, lowers, sde)

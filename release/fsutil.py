@@ -81,17 +81,6 @@ def read_json(path: str | os.PathLike):
         return json.load(f)
 
 
-def read_record(path: str | os.PathLike, producer: str):
-    """A record an earlier task writes; a clear one-line error when it is missing or damaged."""
-    from .errors import InputError
-    try:
-        return read_json(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: missing (it is written by {producer})") from None
-    except ValueError as e:
-        raise InputError(f"{path}: damaged ({e}); rerun {producer}") from None
-
-
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     """Hex digest of a file, read in chunks (bounded memory)."""
     h = hashlib.new(algorithm)

@@ -12,11 +12,15 @@ fetch_catalogue() keeps <work>/repos/<release>/<arch>/ in step with the remote:
   lock task (which depends on it) does not rerun for a new ETag on equal bytes.
 
 A catalogue that fails verification is deleted together with its validators, so
-the next run fetches and checks it again instead of trusting a 304.
+the next run fetches and checks it again instead of trusting a 304.  The state
+records the digest of the trust it was verified with (signature type, trusted
+and revoked fingerprints, public key): when the trust changes — a key moved to
+revoked/ in src — an unchanged catalogue is verified again before it is used.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +43,17 @@ class Trust:
     fingerprints: Path | None = None
     pubkey: bytes | None = None
 
+    def identity(self) -> str:
+        """Digest of everything that decides whether a catalogue verifies."""
+        h = hashlib.sha256(self.signature_type.encode() + b"\0")
+        if self.fingerprints is not None:
+            for sub in ("trusted", "revoked"):
+                directory = self.fingerprints / sub
+                for f in sorted(directory.iterdir()) if directory.is_dir() else []:
+                    h.update(f"{sub}/{f.name}\0".encode() + f.read_bytes() + b"\0")
+        h.update(self.pubkey or b"")
+        return h.hexdigest()
+
 
 def fetch_catalogue(fetcher: Fetcher, url: str, dest: Path, trust: Trust) -> bool:
     """Refresh the verified catalogue of the repository at *url* into *dest*.
@@ -48,13 +63,16 @@ def fetch_catalogue(fetcher: Fetcher, url: str, dest: Path, trust: Trust) -> boo
     dest.mkdir(parents=True, exist_ok=True)
     state = _read_state(dest / STATE, url)
     catalogue_json = dest / CATALOGUE_JSON
+    trusted = trust.identity()
     if state and catalogue_json.is_file():
         archive = state["archive"]
         try:
-            if not fetcher.fetch_conditional(f"{url}/{archive}", dest / archive):
+            fetched = fetcher.fetch_conditional(f"{url}/{archive}", dest / archive)
+            if not fetched and state.get("trust") == trusted:
                 return False                       # the one small request of an unchanged repository
-            meta = _load_meta(dest, state)
-            return _verify_and_store(url, dest, archive, meta, trust)
+            changed = _verify_and_store(url, dest, archive, _load_meta(dest, state), trust)
+            write_if_changed(dest / STATE, pretty_json({**state, "trust": trusted}))
+            return changed
         except NotFound:
             log.info("%s/%s is gone; reading meta.conf again", url, archive)
     meta, meta_name = _fetch_meta(fetcher, url, dest)
@@ -64,7 +82,8 @@ def fetch_catalogue(fetcher: Fetcher, url: str, dest: Path, trust: Trust) -> boo
         except NotFound:
             continue
         changed = _verify_and_store(url, dest, archive, meta, trust)
-        write_if_changed(dest / STATE, pretty_json({"url": url, "archive": archive, "meta": meta_name}))
+        write_if_changed(dest / STATE, pretty_json({"url": url, "archive": archive, "meta": meta_name,
+                                                    "trust": trusted}))
         return changed
     raise RepositoryError(f"{url}: no catalogue found (tried {', '.join(catalogue_candidates(meta))})")
 
@@ -122,4 +141,4 @@ def read_catalogue(dest: Path) -> dict:
     try:
         return read_json(dest / CATALOGUE_JSON)
     except FileNotFoundError:
-        raise RepositoryError(f"{dest / CATALOGUE_JSON}: no catalogue fetched yet (run the fetch task)") from None
+        raise RepositoryError(f"{dest / CATALOGUE_JSON}: no catalogue fetched yet") from None

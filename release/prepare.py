@@ -1,8 +1,8 @@
 """Fetch, lock, download: everything a build needs before the first layer.
 
-Each function is the body of one doit task (fetch:<release>:<arch>,
-lock:<release>:<arch>, download:<release>:<arch>); each takes the configuration
-and names, and writes its results atomically, only when they change.
+Each function is the body of one stage (the catalogue of a release x arch, its
+lock, its downloads); each takes its plan (release.plans) and writes its
+results atomically, only when they change.
 """
 from __future__ import annotations
 
@@ -11,117 +11,106 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .cache import PackageCache
-from .config import Config
-from .errors import LockError
-from .fsutil import pretty_json, read_json, write_if_changed
+from .errors import InputError
 from .http import Fetcher
 from .pkgrepo import Trust, fetch_catalogue, read_catalogue
+from .plans import CataloguePlan, DownloadPlan, GcPlan, Http, LockPlan
 from .progress import Progress
-from .solver import Universe, check_lock, make_lock, read_lock, solve, write_lock
-from .sources import pubkey, read_src, trust_directory
-from .workspace import Workspace, pinned_lock
+from .records import Downloaded, Lock, LockedPackage, SrcHead
+from .solver import Universe, make_lock, solve
+from .sources import pubkey, trust_directory
 
 log = logging.getLogger(__name__)
 
 
-def fetcher_for(cfg: Config, progress: Progress | None = None) -> Fetcher:
-    p = cfg.pipeline
-    return Fetcher(retries=p.http_retries, timeout=p.http_timeout, max_workers=p.jobs,
-                   user_agent=p.user_agent, progress=progress)
+def fetcher_for(http: Http, progress: Progress | None = None) -> Fetcher:
+    return Fetcher(retries=http.retries, timeout=http.timeout, max_workers=http.jobs,
+                   user_agent=http.user_agent, progress=progress)
 
 
-def fetch_repository(cfg: Config, release: str, arch: str) -> dict:
+def fetch_repository(plan: CataloguePlan) -> dict:
     """Refresh the verified catalogue of one release x arch; returns request statistics."""
-    r = cfg.release(release)
-    ws = Workspace.of(cfg)
-    dest = ws.repo(release, arch)
-    trust = Trust(r.signature_type, trust_directory(cfg, r, dest / "fingerprints"), pubkey(cfg, r))
-    with fetcher_for(cfg) as fetcher:
-        changed = fetch_catalogue(fetcher, cfg.pkgbase_url(r, arch), dest, trust)
+    ws = plan.workspace
+    dest = ws.repo(plan.release, plan.arch)
+    trust = Trust(plan.trust.signature_type,
+                  trust_directory(ws, plan.release, plan.arch, plan.trust, plan.src),
+                  pubkey(plan.trust, plan.release))
+    with fetcher_for(plan.http) as fetcher:
+        changed = fetch_catalogue(fetcher, plan.url, dest, trust)
         stats = fetcher.stats
-    log.info("%s %s: catalogue %s (%d requests, %d bytes)", release, arch,
+    log.info("%s %s: catalogue %s (%d requests, %d bytes)", plan.release, plan.arch,
              "changed" if changed else "unchanged", stats.requests, stats.bytes)
     return {"changed": changed, "requests": stats.requests, "bytes": stats.bytes}
 
 
-def flavour_parents(cfg: Config, release: str) -> dict[str, str | None]:
-    r = cfg.release(release)
-    return {f: cfg.flavours[f].parent for f in r.flavours}
-
-
-def lock_release(cfg: Config, release: str, arch: str) -> None:
+def lock_release(plan: LockPlan) -> None:
     """Resolve every flavour (or take the pinned lock) and write the lock and per-flavour package sets."""
-    r = cfg.release(release)
-    ws = Workspace.of(cfg)
-    pinned = pinned_lock(cfg, r, arch)
-    if pinned is not None:
-        lock = read_lock(pinned)
-        check_lock(lock, str(pinned), release=release, arch=arch, flavours=flavour_parents(cfg, release))
+    ws = plan.workspace
+    parents = {f.name: f.parent for f in plan.flavours}
+    if plan.pinned:
+        lock = Lock.load(Path(plan.pinned))
+        lock.check(plan.pinned, release=plan.release, arch=plan.arch, flavours=parents)
     else:
-        catalogue = read_catalogue(ws.repo(release, arch))
-        url = cfg.pkgbase_url(r, arch)
-        universe = Universe(catalogue["packages"], url)
-        wanted = [(f, cfg.flavours[f].parent, r.flavour_packages(cfg.flavours[f])) for f in r.flavours]
-        src = read_src(ws, release)
-        lock = make_lock(
-            release=release, arch=arch, abi=r.abi(arch), repository=url,
+        catalogue = read_catalogue(ws.repo(plan.release, plan.arch))
+        universe = Universe(catalogue["packages"], plan.url)
+        src = SrcHead.load(ws.src_json(plan.release))
+        lock = Lock(make_lock(
+            release=plan.release, arch=plan.arch, abi=plan.abi, repository=plan.url,
             catalogue={k: catalogue[k] for k in ("archive", "payload", "payload_sha256", "fingerprint")},
-            src={k: src[k] for k in ("url", "branch", "commit", "short", "count", "time")},
-            flavours=solve(universe, wanted))
-    write_lock(ws.lock(release, arch), lock)
-    for name, flavour in lock["flavours"].items():
-        record = {"release": release, "arch": arch, "flavour": name, "parent": flavour["parent"],
-                  "packages": flavour["packages"]}
-        write_if_changed(ws.packages_json(release, arch, name), pretty_json(record))
+            src={"url": src.url, "branch": src.branch, "commit": src.commit, "short": src.short,
+                 "count": src.count, "time": src.time},
+            flavours=solve(universe, [(f.name, f.parent, f.packages) for f in plan.flavours])))
+    lock.save(ws.lock(plan.release, plan.arch))
+    for name in lock.flavour_names():
+        lock.package_set(name).save(ws.packages_json(plan.release, plan.arch, name))
 
 
-def locked_packages(lock: dict) -> list[dict]:
-    """Every package of a lock once, in flavour order then by name."""
-    seen: dict[str, dict] = {}
-    for flavour in lock["flavours"].values():
-        for p in flavour["packages"]:
-            seen.setdefault(p["sum"], p)
-    return list(seen.values())
-
-
-def download_packages(cfg: Config, release: str, arch: str) -> dict:
+def download_packages(plan: DownloadPlan) -> dict:
     """Make sure every locked package is in the cache, downloading in parallel (bounded)."""
-    r = cfg.release(release)
-    ws = Workspace.of(cfg)
-    lock = read_lock(ws.lock(release, arch))
+    ws = plan.workspace
+    lock = Lock.load(ws.lock(plan.release, plan.arch))
     cache = PackageCache(ws.cache())
-    base = cfg.pkgbase_url(r, arch)
-    packages = locked_packages(lock)
-    missing = [p for p in packages if not cache.has(p["sum"])]
-    progress = Progress(f"{release} {arch}", total=sum(int(p.get("pkgsize") or 0) for p in missing))
-    with fetcher_for(cfg, progress) as fetcher:
-        def ensure(p: dict) -> Path:
-            return cache.ensure(fetcher, f"{base}/{p['path']}", name=f"{p['name']}-{p['version']}",
-                                sum=p["sum"], size=p.get("pkgsize"))
-        with ThreadPoolExecutor(max_workers=cfg.pipeline.jobs) as pool:
+    packages = lock.packages()
+    missing = [p for p in packages if not cache.has(p.sum)]
+    progress = Progress(f"{plan.release} {plan.arch}", total=sum(int(p.pkgsize or 0) for p in missing))
+    with fetcher_for(plan.http, progress) as fetcher:
+        def ensure(p: LockedPackage) -> Path:
+            return cache.ensure(fetcher, f"{plan.url}/{p.path}", name=p.label, sum=p.sum, size=p.pkgsize)
+        with ThreadPoolExecutor(max_workers=plan.http.jobs) as pool:
             paths = list(pool.map(ensure, missing))
         stats = fetcher.stats
     if missing:
         progress.close()
-    record = {"packages": {p["sum"]: str(cache.path_for(p["sum"]).relative_to(ws.root)) for p in packages}}
-    write_if_changed(ws.downloaded(release, arch), pretty_json(record))
-    log.info("%s %s: %d packages, %d downloaded (%d bytes)", release, arch, len(packages), len(paths),
+    Downloaded({p.sum: str(cache.path_for(p.sum).relative_to(ws.root)) for p in packages}).save(
+        ws.downloaded(plan.release, plan.arch))
+    log.info("%s %s: %d packages, %d downloaded (%d bytes)", plan.release, plan.arch, len(packages), len(paths),
              stats.bytes)
     return {"downloaded": len(paths), "requests": stats.requests, "bytes": stats.bytes}
 
 
-def downloads_present(workdir: str, release: str, arch: str) -> bool:
-    """doit uptodate check: every package the last download recorded is still in the cache."""
-    ws = Workspace(Path(workdir))
+def downloads_present(plan: DownloadPlan) -> bool:
+    """Up-to-date check: every package the last download recorded is still in the cache."""
+    ws = plan.workspace
     try:
-        record = read_json(ws.downloaded(release, arch))
-    except (OSError, ValueError):
+        record = Downloaded.load(ws.downloaded(plan.release, plan.arch))
+    except InputError:
         return False
-    return all((ws.root / rel).is_file() for rel in record.get("packages", {}).values())
+    return all((ws.root / rel).is_file() for rel in record.packages.values())
 
 
-def require_lock(ws: Workspace, release: str, arch: str) -> dict:
-    try:
-        return read_lock(ws.lock(release, arch))
-    except LockError:
-        raise LockError(f"{ws.lock(release, arch)}: no lock yet (run lock:{release}:{arch})") from None
+def collect_garbage(plan: GcPlan) -> dict:
+    """Remove cached packages that no lock of the configuration names (and their metadata)."""
+    keep: set[str] = set()
+    for path in plan.locks:
+        try:
+            keep.update(p.sum for p in Lock.load(Path(path)).packages())
+        except InputError:
+            continue                    # a release not locked yet keeps nothing
+    removed = PackageCache(plan.workspace.cache()).gc(keep)
+    for pkg in removed:
+        meta = plan.workspace.package_meta(pkg.stem)
+        if meta.is_file():
+            meta.unlink()
+    log.info("gc: %d packages removed, %d kept", len(removed), len(keep))
+    return {"removed": len(removed), "kept": len(keep)}
+

@@ -31,71 +31,51 @@ import fcntl
 import os
 import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
+from .attest import signing_key, tree_root
 from .changes import buildinfo, compare, text
-from .config import Config
 from .errors import ReleaseError
 from .fsutil import TMP_PREFIX, atomic_output, pretty_json, read_json, remove_partials
-from .attest import signing_key
-from .image import archive_name, arch_dir, sbom_name
-from .prepare import require_lock
+from .names import CHECKSUM_FILES as CHECKSUMS
+from .names import snapshot_name
+from .plans import PublishPlan
+from .records import Lock, SrcHead
 from .signing import PUBLIC_KEY_NAME, SIGNATURE_SUFFIX, sign_checksums, signature_ok
-from .sources import mirror_for, read_src
-from .workspace import Workspace
+from .sources import mirror_of
 
 RENAME_EXCHANGE = 2
 _DATE = re.compile(r"^\d{8}$")
-CHECKSUMS = ("CHECKSUM.SHA256", "CHECKSUM.SHA512")
 
 
 class PublishError(ReleaseError):
     """The download tree cannot be updated."""
 
 
-def publish_root(cfg: Config, override: str | None) -> Path:
-    root = override or os.environ.get("RELEASE_PUBLISH_ROOT") or cfg.publish.root
-    if not root:
-        raise PublishError("no publish root: set [publish] root in config.toml or pass publish_root=DIR")
-    path = Path(root)
-    return path if path.is_absolute() else cfg.project / path
-
-
-def publish_release_to(cfg: Config, release: str, root: str | None) -> dict:
-    """Task entry point: *root* from the command line or environment, else the config."""
-    return publish_release(cfg, release, publish_root(cfg, root))
-
-
-def publish_release(cfg: Config, release: str, root: Path) -> dict:
-    """Publish every architecture of *release* under *root*; returns what changed per arch."""
-    r = cfg.release(release)
+def publish_release(plan: PublishPlan) -> dict:
+    """Publish every architecture of the release under the plan's tree; returns what changed per arch."""
+    root = tree_root(plan.root)
     root.mkdir(parents=True, exist_ok=True)
     changed = {}
     with _tree_lock(root):
-        for arch in r.arches:
-            if r.kind == "snapshot":
-                changed[arch] = _publish_snapshot(cfg, release, arch, root)
+        for files in plan.files:
+            if plan.kind == "snapshot":
+                changed[files.arch] = _publish_snapshot(plan, files.arch, list(files.names), root)
             else:
-                changed[arch] = _publish_release(cfg, release, arch, root)
+                changed[files.arch] = _publish_release(plan, files.arch, list(files.names), root)
     return {"changed": changed}
 
 
 # --------------------------------------------------------------------------- releases
 
-def release_files(cfg: Config, release: str, arch: str) -> list[str]:
-    """The archives and their SBOMs, as the build names them (plain names)."""
-    names = [archive_name(cfg, release, arch, f) for f in cfg.release(release).flavours]
-    return names + [sbom_name(n) for n in names]
-
-
-def _publish_release(cfg: Config, release: str, arch: str, root: Path) -> bool:
-    r = cfg.release(release)
-    out = arch_dir(Workspace.of(cfg), release, arch)
-    base = root / "releases" / "OCI-IMAGES" / r.version / arch
+def _publish_release(plan: PublishPlan, arch: str, plain: list[str], root: Path) -> bool:
+    out = plan.workspace.arch_dir(plan.release, arch)
+    base = root / "releases" / "OCI-IMAGES" / plan.version / arch
     latest = base / "Latest"
-    wanted = {n: out / n for n in [*release_files(cfg, release, arch), *CHECKSUMS]}
+    wanted = {n: out / n for n in [*plain, *CHECKSUMS]}
     _require(wanted)
-    key = signing_key(cfg)
+    key = signing_key(plan.signing)
     if _holds(latest, wanted, key):
         return False
     base.mkdir(parents=True, exist_ok=True)
@@ -113,36 +93,28 @@ def _publish_release(cfg: Config, release: str, arch: str, root: Path) -> bool:
 
 # --------------------------------------------------------------------------- snapshots
 
-def snapshot_name(plain: str, suffix: str) -> str:
-    """FreeBSD-15.0-CURRENT-amd64-container-image-runtime.txz -> ...-container-image-<suffix>-runtime.txz"""
-    head, _, flavour = plain.rpartition("-container-image-")
-    return f"{head}-container-image-{suffix}-{flavour}"
-
-
-def _publish_snapshot(cfg: Config, release: str, arch: str, root: Path) -> bool:
-    r = cfg.release(release)
-    ws = Workspace.of(cfg)
-    src = read_src(ws, release)
-    suffix, date = src["suffix"], src["build_date"]
-    out = arch_dir(ws, release, arch)
-    plain = release_files(cfg, release, arch)
+def _publish_snapshot(plan: PublishPlan, arch: str, plain: list[str], root: Path) -> bool:
+    ws = plan.workspace
+    src = SrcHead.load(ws.src_json(plan.release))
+    suffix, date = src.suffix or "", src.build_date or ""
+    out = ws.arch_dir(plan.release, arch)
     _require({n: out / n for n in [*plain, *CHECKSUMS]})
-    key = signing_key(cfg)
-    base = root / "snapshots" / "OCI-IMAGES" / r.version / arch
+    key = signing_key(plan.signing)
+    base = root / "snapshots" / "OCI-IMAGES" / plan.version / arch
     day, latest = base / date, base / "Latest"
-    info = buildinfo(release=release, version=r.version, suffix=suffix, arch=arch, src=src,
-                     lock=require_lock(ws, release, arch))
+    info = buildinfo(release=plan.release, version=plan.version, suffix=suffix, arch=arch, src=asdict(src),
+                     lock=Lock.load(ws.lock(plan.release, arch)).document)
     previous = _published_buildinfo(latest)
     if previous is not None and previous.get("suffix") == suffix and \
             _snapshot_current(day, latest, plain, suffix, key):
         return False
     if previous is not None and previous.get("suffix") == suffix:
         previous = _published_buildinfo_at(day, suffix, "previous")
-    report = compare(previous, info, mirror_for(cfg, r))
+    report = compare(previous, info, mirror_of(plan.src))
     base.mkdir(parents=True, exist_ok=True)
     remove_partials(base)
     _drop_superseded(base)                 # the Latest the last publish replaced
-    _tidy(base, latest, cfg.publish.keep, date)
+    _tidy(base, latest, plan.keep, date)
     day.mkdir(exist_ok=True)
     remove_partials(day)
     for name in plain:

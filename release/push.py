@@ -16,74 +16,67 @@ from pathlib import Path
 from typing import Callable
 
 from .attest import signing_key
-from .config import Config, expand
 from .cosign import sign_image, signature_tag
 from .errors import ReleaseError
-from .fsutil import atomic_write, read_record
-from .image import arch_dir, archive_name, image_record, layout_dir, sbom_name
+from .fsutil import atomic_write
+from .names import registry_repository
 from .oci import MEDIA_INDEX, MEDIA_MANIFEST, blob_path
+from .plans import PushPlan
+from .records import ImageRecord, SrcHead, SrcInputs, load_json
 from .regauth import find_credentials
 from .registry import Registry
 from .sbom import Attachment, referrers_index, sbom_artifact
-from .sources import read_src
+from .textvars import expand
 from .workspace import Workspace
 
 
-def repository(namespace: str, flavour: str) -> str:
-    return f"{namespace}/freebsd-{flavour}" if namespace else f"freebsd-{flavour}"
-
-
-def tags_for(cfg: Config, release: str, src: dict) -> list[str]:
+def tags_for(plan: PushPlan, src: SrcHead) -> list[str]:
     """The configured tags, expanded: ${VERSION}, ${MAJOR}, ${MINOR}, ${BUILDDATE}."""
-    r = cfg.release(release)
-    number = r.version.split("-", 1)[0]
+    number = plan.version.split("-", 1)[0]
     major, _, minor = number.partition(".")
-    variables = {"VERSION": r.version, "MAJOR": major, "MINOR": minor or "0",
-                 "BUILDDATE": src.get("build_date", "")}
-    templates = cfg.push.snapshot_tags if r.kind == "snapshot" else cfg.push.release_tags
-    return [expand(t, variables) for t in templates]
+    variables = {"VERSION": plan.version, "MAJOR": major, "MINOR": minor or "0",
+                 "BUILDDATE": src.build_date or ""}
+    return [expand(t, variables) for t in plan.tags]
 
 
-def push_release(cfg: Config, release: str, say: Callable[[str], None] = print) -> dict:
-    if not cfg.registries:
+def push_release(plan: PushPlan, say: Callable[[str], None] = print) -> dict:
+    if not plan.registries:
         raise ReleaseError("no registry configured: add a [registries.<name>] table to config.toml")
-    ws = Workspace.of(cfg)
-    src = read_src(ws, release)
-    key = signing_key(cfg)
+    src = SrcHead.load(plan.workspace.src_json(plan.release))
+    key = signing_key(plan.signing)
     results = {}
-    for reg in cfg.registries.values():
+    for reg in plan.registries:
         host = urllib.parse.urlsplit(reg.url).netloc
         with Registry(reg.url, tls_verify=reg.tls_verify, credentials=find_credentials(host),
-                      retries=cfg.pipeline.http_retries, timeout=cfg.pipeline.http_timeout,
-                      chunk_size=reg.chunk_size, user_agent=cfg.pipeline.user_agent) as client:
-            results[reg.name] = _push_to(cfg, release, ws, client, host, reg.namespace, src, key, say)
+                      retries=plan.http.retries, timeout=plan.http.timeout,
+                      chunk_size=reg.chunk_size, user_agent=plan.http.user_agent) as client:
+            results[reg.name] = _push_to(plan, client, host, reg.namespace, src, key, say)
     return results
 
 
-def _push_to(cfg, release, ws, client, host, namespace, src, key, say) -> dict:
-    r = cfg.release(release)
-    tags = tags_for(cfg, release, src)
+def _push_to(plan: PushPlan, client: Registry, host: str, namespace: str, src: SrcHead, key, say) -> dict:
+    ws = plan.workspace
+    tags = tags_for(plan, src)
     pushed: list[str] = []
     uploaded = 0
-    for flavour in r.flavours:
-        repo = repository(namespace, flavour)
-        index_desc = _layout_index(ws, release, flavour)
+    for flavour in plan.flavours:
+        repo = registry_repository(namespace, flavour.name)
+        index_desc = _layout_index(ws, plan.release, flavour.name)
         report = client.push_index_tree(repo, ws.blobs(), index_desc, tags=tags, mount_from=pushed)
         pushed.append(repo)
         uploaded += report.bytes_uploaded
-        images = {a: read_record(image_record(ws, release, a, flavour), f"image:{release}:{a}:{flavour}")
-                  for a in r.arches}
+        images = {a: ImageRecord.load(ws.image_json(plan.release, a, flavour.name)) for a in plan.arches}
         if key is not None:
-            for desc in [i["manifest"] for i in images.values()] + [index_desc]:
+            for desc in [i.manifest for i in images.values()] + [index_desc]:
                 existing = client.get_manifest(repo, signature_tag(desc["digest"]), accept=(MEDIA_MANIFEST,))
                 _push_attachment(client, ws, repo, sign_image(key, f"{host}/{repo}", desc["digest"],
                                                               existing=existing))
-        if cfg.push.sbom:
-            created = read_record(ws.src_inputs(release), "fetch")["source_date_epoch"]
-            for arch, image in images.items():
-                path = arch_dir(ws, release, arch) / sbom_name(archive_name(cfg, release, arch, flavour))
-                sbom = read_record_bytes(path, f"sbom:{release}:{arch}:{flavour}")
-                _push_referrer(client, ws, repo, sbom_artifact(sbom, image["manifest"], created=created,
+        if plan.sbom:
+            created = SrcInputs.load(ws.src_inputs(plan.release)).source_date_epoch
+            for arch, name in flavour.sboms:
+                path = ws.arch_dir(plan.release, arch) / name
+                sbom = read_record_bytes(path, "the sbom stage")
+                _push_referrer(client, ws, repo, sbom_artifact(sbom, images[arch].manifest, created=created,
                                                                title=path.name))
         say(f"{client.base}/{repo}: {', '.join(tags)} -> {index_desc['digest']} "
             f"({report.bytes_uploaded} bytes uploaded, {report.blobs_present} blobs present, "
@@ -92,7 +85,7 @@ def _push_to(cfg, release, ws, client, host, namespace, src, key, say) -> dict:
 
 
 def _layout_index(ws: Workspace, release: str, flavour: str) -> dict:
-    layout = read_record(layout_dir(ws, release, flavour) / "index.json", f"index:{release}:{flavour}")
+    layout = load_json(ws.layout_dir(release, flavour) / "index.json", "the index stage")
     desc = dict(layout["manifests"][0])
     desc.pop("annotations", None)           # ref.name belongs to the layout, not to the registry
     return desc
@@ -102,7 +95,7 @@ def read_record_bytes(path: Path, producer: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise ReleaseError(f"{path}: missing (it is written by {producer})") from None
+        raise ReleaseError(f"{path}: missing ({producer} has not run yet)") from None
 
 
 def _push_attachment(client: Registry, ws: Workspace, repo: str, att: Attachment) -> None:

@@ -39,7 +39,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 import zstandard
 
-from .accounts import name_to_id
+from .accounts import lookup, name_to_id
 from .errors import LayerError
 from .fsutil import TMP_PREFIX
 from .tree import LayerTree, entries_sorted
@@ -318,7 +318,7 @@ def _apply_member(w: _Writer, tar: tarfile.TarFile, m: tarfile.TarInfo, label: s
 
 # --------------------------------------------------------------------------- the layer under construction
 
-def write_tree(w: _Writer, tree: LayerTree, sde: int) -> None:
+def write_layer_into_root(w: _Writer, tree: LayerTree, sde: int) -> None:
     """This layer's removals, then its entries (hardlinks last, once their sources exist)."""
     users, groups = name_to_id(tree.read("/etc/master.passwd"), tree.read("/etc/group"))
     for path in sorted(tree.removed):
@@ -332,7 +332,7 @@ def write_tree(w: _Writer, tree: LayerTree, sde: int) -> None:
         parts = _parts(path, where)
         if not parts:
             continue
-        uid, gid = _owner_id(users, e.uname, "user", where), _owner_id(groups, e.gname, "group", where)
+        uid, gid = lookup(users, e.uname, "user", where), lookup(groups, e.gname, "group", where)
         mtime = sde if e.mtime is None else e.mtime
         if e.kind == "dir":
             w.directory(parts, e.mode, uid, gid, mtime, where)
@@ -344,14 +344,6 @@ def write_tree(w: _Writer, tree: LayerTree, sde: int) -> None:
             w.hardlink(parts, _parts(e.target, where), where)
             if e.target in w.root.hashes:
                 w.root.hashes[path] = w.root.hashes[e.target]
-
-
-def _owner_id(table: dict[str, int], name: str, what: str, where: str) -> int:
-    try:
-        return table[name]
-    except KeyError:
-        raise LayerError(f"{where}: {what} {name!r} is not in the image's "
-                         f"{'/etc/master.passwd' if what == 'user' else '/etc/group'}") from None
 
 
 @contextlib.contextmanager
@@ -373,7 +365,7 @@ def materialise(parent_dir: Path, lowers: Sequence[LayerBlob], tree: LayerTree |
                 extract_layer(w, blob)
             root.lower = frozenset(walk_paths(path))
             if tree is not None:
-                write_tree(w, tree, sde)
+                write_layer_into_root(w, tree, sde)
         finally:
             w.close()
         yield root

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from .errors import InputError, LockError
 from .fsutil import canonical_json
+from .licences import ID_UNSAFE, image_license, license_expression
 from .oci import MEDIA_INDEX, MEDIA_MANIFEST, descriptor, document_bytes, rfc3339
 from .sums import ZBASE32, sum_kind
 
@@ -40,26 +41,6 @@ MEDIA_SPDX = "application/spdx+json"
 MEDIA_EMPTY = "application/vnd.oci.empty.v1+json"
 EMPTY_BLOB = b"{}"
 
-# pkg(8) / ports license names -> SPDX license list identifiers (or expressions).
-SPDX_LICENSES = {
-    "AGPLv3": "AGPL-3.0-only", "AGPLv3+": "AGPL-3.0-or-later", "APACHE10": "Apache-1.0",
-    "APACHE11": "Apache-1.1", "APACHE20": "Apache-2.0", "ART10": "Artistic-1.0", "ART20": "Artistic-2.0",
-    "ARTPERL10": "Artistic-1.0-Perl", "BSD0CLAUSE": "0BSD", "BSD2CLAUSE": "BSD-2-Clause",
-    "BSD3CLAUSE": "BSD-3-Clause", "BSD4CLAUSE": "BSD-4-Clause", "BSL": "BSL-1.0", "CC0-1.0": "CC0-1.0",
-    "CDDL": "CDDL-1.0", "ClArtistic": "ClArtistic", "EPL": "EPL-1.0", "GPLv1": "GPL-1.0-only",
-    "GPLv1+": "GPL-1.0-or-later", "GPLv2": "GPL-2.0-only", "GPLv2+": "GPL-2.0-or-later",
-    "GPLv3": "GPL-3.0-only", "GPLv3+": "GPL-3.0-or-later",
-    "GPLv3RLE": "GPL-3.0-only WITH GCC-exception-3.1", "GPLv3RLE+": "GPL-3.0-or-later WITH GCC-exception-3.1",
-    "ISCL": "ISC", "LGPL20": "LGPL-2.0-only", "LGPL20+": "LGPL-2.0-or-later", "LGPL21": "LGPL-2.1-only",
-    "LGPL21+": "LGPL-2.1-or-later", "LGPL3": "LGPL-3.0-only", "LGPL3+": "LGPL-3.0-or-later",
-    "MIT": "MIT", "MPL10": "MPL-1.0", "MPL11": "MPL-1.1", "MPL20": "MPL-2.0", "NCSA": "NCSA",
-    "OFL10": "OFL-1.0", "OFL11": "OFL-1.1", "OPENSSL": "OpenSSL", "OpenSSL": "OpenSSL",
-    "PostgreSQL": "PostgreSQL", "PSFL": "PSF-2.0", "RUBY": "Ruby", "UNLICENSE": "Unlicense",
-    "WTFPL": "WTFPL", "ZLIB": "Zlib", "ZPL21": "ZPL-2.1",
-}
-# pkg's licenselogic: "single"/"and"/"or" (older manifests: "multi" = and, "dual" = or).
-_LOGIC = {"single": " AND ", "and": " AND ", "multi": " AND ", "or": " OR ", "dual": " OR "}
-_ID_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 
 
 # --- small conversions ------------------------------------------------------------
@@ -93,38 +74,6 @@ def package_checksum(sum_text: str) -> dict:
     return {"algorithm": "BLAKE2b-512", "checksumValue": digest.hex()}
 
 
-def license_id(name: str) -> str:
-    """SPDX identifier (or WITH expression) for a pkg license name; LicenseRef-<name> when unknown."""
-    return SPDX_LICENSES.get(name) or "LicenseRef-" + (_ID_UNSAFE.sub("-", name).strip("-") or "unknown")
-
-
-def license_expression(licenses: list[str] | None, logic: str | None) -> str:
-    """pkg's licenses + licenselogic as one SPDX expression; NOASSERTION when none is given."""
-    ids = sorted({license_id(n) for n in licenses or []})
-    if not ids:
-        return "NOASSERTION"
-    if len(ids) == 1:
-        return ids[0]
-    joiner = _LOGIC.get((logic or "single").lower(), " AND ")
-    return joiner.join(f"({i})" if " " in i else i for i in ids)
-
-
-def _conjunction(expressions: list[str]) -> str:
-    """AND of several expressions (the image's license): AND-chains flattened, OR kept whole."""
-    atoms: set[str] = set()
-    for expression in expressions:
-        if " OR " in expression:
-            atoms.add(expression)
-        elif expression != "NOASSERTION":
-            atoms.update(atom.strip("()") for atom in expression.split(" AND "))
-    parts = sorted(atoms)
-    if not parts:
-        return "NOASSERTION"
-    if len(parts) == 1:
-        return parts[0]
-    return " AND ".join(f"({p})" if " " in p else p for p in parts)
-
-
 def _qualifiers(values: dict[str, str]) -> str:
     """purl qualifiers: sorted keys, percent-encoded values, empty ones dropped."""
     items = [f"{k}={quote(v, safe='/:')}" for k, v in sorted(values.items()) if v]
@@ -144,7 +93,7 @@ def oci_purl(name: str, digest: str, *, arch: str, tag: str = "") -> str:
 
 
 def _spdx_id(kind: str, name: str) -> str:
-    return f"SPDXRef-{kind}-" + (_ID_UNSAFE.sub("-", name).strip("-") or "x")
+    return f"SPDXRef-{kind}-" + (ID_UNSAFE.sub("-", name).strip("-") or "x")
 
 
 def image_chain(lock: dict, flavour: str) -> list[str]:
@@ -290,7 +239,7 @@ def image_sbom(*, release: str, version: str, arch: str, flavour: str, lock: dic
         expressions.append(entry["licenseConcluded"])
         doc.packages.append(entry)
         doc.relate(top["SPDXID"], "CONTAINS", entry["SPDXID"])
-    top["licenseConcluded"] = top["licenseDeclared"] = _conjunction(expressions)
+    top["licenseConcluded"] = top["licenseDeclared"] = image_license(expressions)
     name = f"freebsd-{flavour}-{version}-{arch}"
     digest = image["manifest"]["digest"]
     document = {

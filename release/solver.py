@@ -10,13 +10,10 @@ not already have: that is exactly the content of the flavour's layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
-from .errors import LockError, SolverError
-from .fsutil import pretty_json, read_json, write_if_changed
-
-LOCK_VERSION = 1
+from .errors import SolverError
+from .records import Lock
 
 # Catalogue fields kept in the lock: enough to download, verify and describe a
 # package (SBOM, pkg database) without the catalogue.
@@ -128,7 +125,7 @@ def solve(universe: Universe, flavours: list[tuple[str, str | None, tuple[str, .
 def make_lock(*, release: str, arch: str, abi: str, repository: str, catalogue: dict, src: dict,
               flavours: dict[str, dict]) -> dict:
     return {
-        "lock_version": LOCK_VERSION,
+        "lock_version": Lock.VERSION,
         "release": release,
         "arch": arch,
         "abi": abi,
@@ -136,42 +133,3 @@ def make_lock(*, release: str, arch: str, abi: str, repository: str, catalogue: 
         "src": src,
         "flavours": flavours,
     }
-
-
-def write_lock(path: Path, lock: dict) -> bool:
-    return write_if_changed(path, pretty_json(lock))
-
-
-def read_lock(path: Path) -> dict:
-    try:
-        lock = read_json(path)
-    except FileNotFoundError:
-        raise LockError(f"{path}: lock file not found") from None
-    except ValueError as e:
-        raise LockError(f"{path}: not valid JSON: {e}") from None
-    check_lock(lock, str(path))
-    return lock
-
-
-def check_lock(lock: dict, source: str, *, release: str | None = None, arch: str | None = None,
-               flavours: dict[str, str | None] | None = None) -> None:
-    """A lock must be of our version and, when pinned, match the configured release, arch and flavours."""
-    if not isinstance(lock, dict) or lock.get("lock_version") != LOCK_VERSION:
-        raise LockError(f"{source}: not a version-{LOCK_VERSION} lock file")
-    for key in ("release", "arch", "abi", "repository", "src", "flavours"):
-        if key not in lock:
-            raise LockError(f"{source}: missing {key!r}")
-    if release is not None and lock["release"] != release:
-        raise LockError(f"{source}: locks release {lock['release']}, not {release}")
-    if arch is not None and lock["arch"] != arch:
-        raise LockError(f"{source}: locks architecture {lock['arch']}, not {arch}")
-    if flavours is not None:
-        locked = {n: f.get("parent") for n, f in lock["flavours"].items()}
-        if locked != flavours:
-            raise LockError(f"{source}: locks flavours {sorted(locked)} (parents {locked}), "
-                            f"config has {sorted(flavours)} (parents {flavours})")
-    for fname, f in lock["flavours"].items():
-        for p in f.get("packages", []):
-            for key in ("name", "version", "sum", "path"):
-                if not p.get(key):
-                    raise LockError(f"{source}: flavour {fname}: package entry without {key}: {p.get('name', p)}")

@@ -6,8 +6,9 @@ After a fetch, each release gets two small records (rewritten only on change):
   what the lock, the image annotations and snapshot names need;
 - src-inputs.json: the git object id of every src path the release's steps read
   (mtree specs, master.passwd, group, termcap, caroot, pkg trust anchors) and the
-  SOURCE_DATE_EPOCH.  Layers depend on this record, not on the commit, so a commit
-  elsewhere in src does not rebuild any layer.
+  SOURCE_DATE_EPOCH.  Layers depend on this record, not on the commit, and read
+  those files by object id (SrcFiles), so a commit elsewhere in src does not
+  rebuild any layer.
 """
 from __future__ import annotations
 
@@ -17,49 +18,16 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import Config, Release
 from .errors import InputError
-from .fsutil import pretty_json, read_json, write_if_changed
+from .fsutil import write_if_changed
+from .plans import SrcLocation, SrcPlan, SrcRelease, TrustSettings
+from .records import Lock, SrcHead, SrcInputs
 from .srcgit import SrcMirror
-from .solver import read_lock
-from .workspace import Workspace, pinned_lock
+from .workspace import Workspace
 
 
-def mirrors(cfg: Config) -> dict[str, tuple[str, list[Release]]]:
-    """Mirror label -> (URL, releases using it).  'src' is the configured FreeBSD src."""
-    by_url: dict[str, list[Release]] = {}
-    for r in sorted(cfg.releases.values(), key=lambda r: r.name):
-        by_url.setdefault(cfg.src_url(r), []).append(r)
-    default = cfg.src.url
-    out = {}
-    for url, rels in by_url.items():
-        label = "src" if url == default else f"src-{rels[0].name}"
-        out[label] = (url, rels)
-    return out
-
-
-def mirror_for(cfg: Config, release: Release) -> SrcMirror:
-    url = cfg.src_url(release)
-    return SrcMirror(Workspace.of(cfg).mirror(url, cfg.src.url), url)
-
-
-def src_paths(cfg: Config, release: Release) -> list[str]:
-    """Every src path (file or directory) that the release's images or its trust read."""
-    paths: set[str] = set()
-    for name in release.flavours:
-        for step in cfg.flavours[name].steps:
-            if step.kind == "mtree":
-                paths.update(f"etc/mtree/{spec.split(':', 1)[0]}" for spec in step.get("specs"))
-            elif step.kind == "accounts":
-                paths.update((step.get("master_passwd"), step.get("group")))
-            elif step.kind == "src-file":
-                paths.add(step.get("src").rstrip("/"))
-            elif step.kind == "caroot":
-                paths.update((step.get("trusted"), step.get("untrusted")))
-    if release.fingerprints.startswith("src:"):
-        base = release.fingerprints[4:].rstrip("/")
-        paths.update((f"{base}/trusted", f"{base}/revoked"))
-    return sorted(paths)
+def mirror_of(src: SrcLocation) -> SrcMirror:
+    return SrcMirror(src.mirror, src.url)
 
 
 def source_date_epoch(policy: str, head_time: int, inputs_time: int) -> int:
@@ -94,91 +62,111 @@ def snapshot_suffix(head_time: int, short: str, count: int) -> tuple[str, str]:
     return date, f"{date}-{short}-{count}"
 
 
-def _previous(path: Path, url: str, branch: str) -> dict | None:
+def _previous(path: Path, url: str, branch: str) -> SrcHead | None:
     try:
-        prev = read_json(path)
-    except (OSError, ValueError):
+        prev = SrcHead.load(path)
+    except InputError:
         return None
-    return prev if prev.get("url") == url and prev.get("branch") == branch else None
+    return prev if prev.url == url and prev.branch == branch else None
 
 
-def fetch_sources(cfg: Config, label: str) -> None:
+def fetch_sources(plan: SrcPlan) -> None:
     """Fetch one mirror's branches and refresh src.json / src-inputs.json of its releases.
 
     Both records are rewritten only when their content changes; a head that did
     not move costs no history walk at all, a moved one only the new commits.
     """
-    url, releases = mirrors(cfg)[label]
-    mirror = mirror_for(cfg, releases[0])
-    heads = mirror.fetch(sorted({r.branch for r in releases}))
-    ws = Workspace.of(cfg)
-    for r in releases:
-        prev = _previous(ws.src_json(r.name), url, r.branch)
-        paths = src_paths(cfg, r)
-        wanted = pinned_commit(cfg, r) or heads[r.branch]
-        if prev is not None and prev["commit"] == wanted and prev.get("inputs_paths") == paths:
-            record = prev
-        else:
-            if prev is not None:
-                with contextlib.suppress(InputError):
-                    mirror.remember_count(prev["commit"], prev["count"])
-            head = mirror.describe(r.branch, wanted)
-            known = (prev["commit"], prev["inputs_changed"]["commit"]) \
-                if prev is not None and prev.get("inputs_paths") == paths else None
-            try:
-                changed, changed_time = mirror.last_change(head.commit, paths, known)
-            except InputError:
-                changed, changed_time = mirror.last_change(head.commit, paths)
-            record = {"url": url, **asdict(head), "inputs_paths": paths,
-                      "inputs_changed": {"commit": changed, "time": changed_time}}
-        if r.kind == "snapshot":
-            record["build_date"], record["suffix"] = snapshot_suffix(record["time"], record["short"], record["count"])
-        write_if_changed(ws.src_json(r.name), pretty_json(record))
-        inputs = {p: mirror.object_id(record["commit"], p) for p in paths}
-        epoch = source_date_epoch(cfg.pipeline.source_date_epoch, record["time"], record["inputs_changed"]["time"])
-        write_if_changed(ws.src_inputs(r.name), pretty_json({"inputs": inputs, "source_date_epoch": epoch}))
+    mirror = mirror_of(plan.src)
+    heads = mirror.fetch(sorted({r.branch for r in plan.releases}))
+    ws = plan.workspace
+    for r in plan.releases:
+        record = _head_record(mirror, plan.src.url, r, ws, heads[r.branch])
+        record.save(ws.src_json(r.name))
+        inputs = {p: mirror.input_id(record.commit, p) for p in r.paths}
+        epoch = source_date_epoch(plan.epoch_policy, record.time, record.inputs_changed["time"])
+        SrcInputs(inputs=inputs, source_date_epoch=epoch).save(ws.src_inputs(r.name))
 
 
-def pinned_commit(cfg: Config, release: Release) -> str | None:
+def _head_record(mirror: SrcMirror, url: str, r: SrcRelease, ws: Workspace, head_commit: str) -> SrcHead:
+    prev = _previous(ws.src_json(r.name), url, r.branch)
+    paths = list(r.paths)
+    wanted = pinned_commit(r) or head_commit
+    if prev is not None and prev.commit == wanted and prev.inputs_paths == paths:
+        record = prev
+    else:
+        if prev is not None:
+            with contextlib.suppress(InputError):
+                mirror.remember_count(prev.commit, prev.count)
+        head = mirror.describe(r.branch, wanted)
+        known = (prev.commit, prev.inputs_changed["commit"]) \
+            if prev is not None and prev.inputs_paths == paths else None
+        try:
+            changed, changed_time = mirror.last_change(head.commit, paths, known)
+        except InputError:
+            changed, changed_time = mirror.last_change(head.commit, paths)
+        record = SrcHead(url=url, **asdict(head), inputs_paths=paths,
+                         inputs_changed={"commit": changed, "time": changed_time})
+    build_date = suffix = None
+    if r.kind == "snapshot":
+        build_date, suffix = snapshot_suffix(record.time, record.short, record.count)
+    return SrcHead(**{**asdict(record), "build_date": build_date, "suffix": suffix})
+
+
+def pinned_commit(r: SrcRelease) -> str | None:
     """The src commit a pinned release is built from: the one its lock records."""
-    for arch in release.arches:
-        path = pinned_lock(cfg, release, arch)
-        if path is not None:
-            return read_lock(path)["src"]["commit"]
-    return None
+    return Lock.load(Path(r.pinned_lock)).src["commit"] if r.pinned_lock else None
 
 
-def read_src(ws: Workspace, release: str) -> dict:
-    try:
-        return read_json(ws.src_json(release))
-    except FileNotFoundError:
-        raise InputError(f"{ws.src_json(release)}: src not fetched yet (run the fetch:src task)") from None
+class SrcFiles:
+    """The src files a stage reads, by the object ids src-inputs.json recorded for their paths.
 
-
-def trust_directory(cfg: Config, release: Release, dest: Path) -> Path | None:
-    """Materialise the release's fingerprint trust store (trusted/, revoked/) in *dest*.
-
-    "src:<dir>" reads it from the release's src commit: the trust anchors travel
-    with the source the release is built from, as they do on a FreeBSD system.
-    Other values are directories relative to the project.
+    A stage depends on the ids, not on the commit that happens to carry them, so
+    a commit elsewhere in src changes nothing it reads.
     """
-    spec = release.fingerprints
-    if release.signature_type != "fingerprints":
+
+    def __init__(self, src: SrcLocation, inputs: SrcInputs) -> None:
+        self._mirror = mirror_of(src)
+        self._inputs = inputs.inputs
+
+    def _oid(self, path: str) -> str | None:
+        clean = path.strip("/")
+        if clean not in self._inputs:
+            raise InputError(f"src {clean}: not among the src inputs of this release (fetch the src again)")
+        return self._inputs[clean]
+
+    def read(self, path: str) -> bytes:
+        oid = self._oid(path)
+        if oid is None:
+            raise InputError(f"{self._mirror.url}: no {path.strip('/')} in the release's src commit")
+        return self._mirror.read_object(oid, path)
+
+    def read_dir(self, path: str) -> dict[str, bytes]:
+        """The regular files of one src directory ({} when the directory is absent)."""
+        oid = self._oid(path)
+        if oid is None:
+            return {}
+        return {n: f.data for n, f in self._mirror.read_tree_object(oid, path).items() if not f.is_symlink}
+
+
+def trust_directory(ws: Workspace, release: str, arch: str, trust: TrustSettings, src: SrcLocation) -> Path | None:
+    """Materialise the release's fingerprint trust store (trusted/, revoked/) for pkgrepo to read.
+
+    "src:<dir>" reads it from the release's src (the objects src-inputs.json
+    names): the trust anchors travel with the source the release is built from,
+    as they do on a FreeBSD system.  Other values are directories.
+    """
+    if trust.signature_type != "fingerprints":
         return None
-    if not spec.startswith("src:"):
-        path = Path(spec)
-        return path if path.is_absolute() else cfg.project / path
-    src = read_src(Workspace.of(cfg), release.name)
-    mirror = mirror_for(cfg, release)
-    base = spec[4:].rstrip("/")
+    base = trust.src_dir
+    if base is None:
+        return Path(trust.fingerprints)
+    files = SrcFiles(src, SrcInputs.load(ws.src_inputs(release)))
+    dest = ws.trust_dir(release, arch)
     for sub in ("trusted", "revoked"):
-        wanted: dict[str, bytes] = {}
-        if mirror.object_id(src["commit"], f"{base}/{sub}") is not None:
-            wanted = {n: f.data for n, f in mirror.read_tree(src["commit"], f"{base}/{sub}").items()
-                      if not f.is_symlink}
-        elif sub == "trusted":
-            raise InputError(f"{src['url']}: no {base}/trusted in src commit {src['commit'][:12]} "
-                             f"(fingerprints = \"{spec}\" for {release.name})")
+        wanted = files.read_dir(f"{base}/{sub}")
+        if sub == "trusted" and not wanted:
+            raise InputError(f"{src.url}: no {base}/trusted in the src of {release} "
+                             f"(fingerprints = \"{trust.fingerprints}\")")
         target = dest / sub
         target.mkdir(parents=True, exist_ok=True)
         for old in target.iterdir():
@@ -189,13 +177,10 @@ def trust_directory(cfg: Config, release: Release, dest: Path) -> Path | None:
     return dest
 
 
-def pubkey(cfg: Config, release: Release) -> bytes | None:
-    if release.signature_type != "pubkey":
+def pubkey(trust: TrustSettings, release: str) -> bytes | None:
+    if trust.signature_type != "pubkey":
         return None
-    path = Path(release.pubkey)
-    if not path.is_absolute():
-        path = cfg.project / path
     try:
-        return path.read_bytes()
+        return Path(trust.pubkey).read_bytes()
     except OSError as e:
-        raise InputError(f"{path}: cannot read the public key for {release.name}: {e.strerror}") from None
+        raise InputError(f"{trust.pubkey}: cannot read the public key for {release}: {e.strerror}") from None

@@ -339,6 +339,38 @@ class SrcMirror:
             return None
         return str(obj.id)
 
+    def input_id(self, commit: str, path: str) -> str | None:
+        """object_id() of a path the images read: a symbolic link there is refused by name."""
+        try:
+            obj, clean = self._entry(commit, path)
+        except InputError:
+            return None
+        if obj.type == pygit2.enums.ObjectType.BLOB and obj.filemode == FileMode.LINK:
+            raise InputError(f"{self.url}: {clean} in src commit {commit} is a symbolic link "
+                             f"to {obj.data.decode('utf-8', 'replace')}")
+        return str(obj.id)
+
+    def read_object(self, oid: str, path: str) -> bytes:
+        """The blob *oid* (recorded for *path* by input_id), straight from the object store."""
+        obj = self._object(oid, path)
+        if obj.type != pygit2.enums.ObjectType.BLOB:
+            raise InputError(f"{self.url}: {path} (object {oid[:12]}) is not a file")
+        return obj.data
+
+    def read_tree_object(self, oid: str, path: str) -> dict[str, TreeFile]:
+        """Files and symlinks directly in the tree *oid* (recorded for directory *path*), sorted by name."""
+        obj = self._object(oid, path)
+        if obj.type != pygit2.enums.ObjectType.TREE:
+            raise InputError(f"{self.url}: {path} (object {oid[:12]}) is not a directory")
+        return {e.name: TreeFile(e.name, e.data, int(e.filemode)) for e in sorted(_blobs(obj), key=lambda e: e.name)}
+
+    def _object(self, oid: str, path: str) -> pygit2.Object:
+        try:
+            return self._repo()[oid]
+        except (KeyError, ValueError):
+            raise InputError(f"{self.url}: object {oid[:12]} ({path}) is not in the mirror {self.path}; "
+                             "fetch the src again") from None
+
     def read_file(self, commit: str, path: str) -> bytes:
         """Contents of the regular file *path* in *commit*, straight from the blob."""
         obj, clean = self._entry(commit, path)

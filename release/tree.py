@@ -19,10 +19,12 @@ import hashlib
 import io
 import posixpath
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from .builtins.entries import Entry
 from .errors import LayerError
+from .fsutil import pretty_json, write_if_changed
 
 # Files whose content children may need (install steps read them).
 WATCHED_FILES = ("/etc/master.passwd", "/etc/group", "/etc/services", "/etc/login.conf")
@@ -68,6 +70,15 @@ class ParentView:
 
     def exists(self, path: str) -> bool:
         return path in self.dirs or path in self.symlinks or path in self.files
+
+    @classmethod
+    def load(cls, path: Path) -> "ParentView":
+        """view.json, the record a layer stage leaves for the layers above it."""
+        from .records import load_json
+        return cls.from_json(load_json(path, "the layer stage"))
+
+    def save(self, path: Path) -> bool:
+        return write_if_changed(path, pretty_json(self.to_json()))
 
 
 class LayerTree:

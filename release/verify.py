@@ -23,13 +23,12 @@ from typing import Callable
 import toml
 
 from .cache import PackageCache
-from .config import Config
 from .errors import ReleaseError
 from .fsutil import read_json
-from .image import arch_dir, archive_name, layout_dir, sbom_name
+from .names import CHECKSUM_FILES
 from .oci import reachable_blobs
-from .prepare import locked_packages, require_lock
-from .sources import mirror_for
+from .plans import RebuildPlan
+from .records import Lock
 from .workspace import Workspace
 
 DODO = Path(__file__).resolve().parent.parent / "dodo.py"
@@ -44,54 +43,54 @@ class VerifyError(ReleaseError):
                          + (f" (and {len(problems) - 1} more, listed above)" if len(problems) > 1 else ""))
 
 
-def verify_release(cfg: Config, release: str, say: Callable[[str], None] = print) -> dict:
-    ws = Workspace.of(cfg)
-    r = cfg.release(release)
-    scratch = ws.root / "verify" / release
+def rebuild_and_compare(plan: RebuildPlan, say: Callable[[str], None] = print) -> dict:
+    ws = plan.workspace
+    release = plan.release
+    scratch = ws.verify_dir(release)
     shutil.rmtree(scratch, ignore_errors=True)
     work = scratch / "work"
-    config = _pinned_config(cfg, release, scratch)
-    _seed(cfg, release, ws, Workspace(work))
+    config = _pinned_config(plan, scratch)
+    _seed(plan, Workspace(work))
     say(f"rebuilding {release} from its locks in {work}")
     proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), f"config={config}", f"workdir={work}",
                            f"build:{release}"], capture_output=True, text=True)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"]
         raise ReleaseError(f"{release}: the rebuild from the locks failed: {lines[-1]}")
-    problems = compare_builds(cfg, release, ws, Workspace(work))
+    problems = compare_builds(plan, ws, Workspace(work))
     for p in problems:
         say(p)
     if problems:
         raise VerifyError(release, problems)
-    say(f"{release}: rebuild identical: {len(r.arches)} architecture(s), {len(r.flavours)} flavour(s)")
+    say(f"{release}: rebuild identical: {len(plan.arches)} architecture(s), {len(plan.flavours)} flavour(s)")
     return {"identical": True}
 
 
-def _pinned_config(cfg: Config, release: str, scratch: Path) -> Path:
-    """The configuration, with *release* pinned to copies of its current lock files."""
-    ws = Workspace.of(cfg)
+def _pinned_config(plan: RebuildPlan, scratch: Path) -> Path:
+    """The configuration, with the release pinned to copies of its current lock files."""
+    ws = plan.workspace
     pinned = scratch / "locks"
     pinned.mkdir(parents=True)
-    for arch in cfg.release(release).arches:
-        shutil.copyfile(ws.lock(release, arch), pinned / f"{arch}.json")
-    data = toml.loads(cfg.path.read_text())
-    data["releases"] = {release: dict(data["releases"][release], lock=str(pinned))}
+    for arch in plan.arches:
+        shutil.copyfile(ws.lock(plan.release, arch), pinned / f"{arch}.json")
+    data = toml.loads(Path(plan.config).read_text())
+    data["releases"] = {plan.release: dict(data["releases"][plan.release], lock=str(pinned))}
     path = scratch / "config.toml"
     path.write_text(toml.dumps(data))
     return path
 
 
-def _seed(cfg: Config, release: str, ws: Workspace, scratch: Workspace) -> None:
+def _seed(plan: RebuildPlan, scratch: Workspace) -> None:
     """Hardlink the locked packages and the src mirror into the scratch work directory."""
-    r = cfg.release(release)
-    for arch in r.arches:
-        for p in locked_packages(require_lock(ws, release, arch)):
-            source = PackageCache(ws.cache()).path_for(p["sum"])
-            dest = PackageCache(scratch.cache()).path_for(p["sum"])
+    ws = plan.workspace
+    for arch in plan.arches:
+        for p in Lock.load(ws.lock(plan.release, arch)).packages():
+            source = PackageCache(ws.cache()).path_for(p.sum)
+            dest = PackageCache(scratch.cache()).path_for(p.sum)
             if source.is_file() and not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 _link_or_copy(source, dest)
-    mirror = mirror_for(cfg, r).path
+    mirror = plan.src.mirror
     if mirror.is_dir():
         target = scratch.root / mirror.relative_to(ws.root)
         shutil.copytree(mirror, target, copy_function=_link_or_copy)
@@ -104,26 +103,25 @@ def _link_or_copy(src, dst) -> None:
         shutil.copy2(src, dst)
 
 
-def compare_builds(cfg: Config, release: str, a: Workspace, b: Workspace) -> list[str]:
+def compare_builds(plan: RebuildPlan, a: Workspace, b: Workspace) -> list[str]:
     """Every difference between build *a* (verified) and *b* (rebuild), one line each."""
-    r = cfg.release(release)
+    release = plan.release
     problems: list[str] = []
-    for arch in r.arches:
-        for flavour in r.flavours:
-            for record in ("layer.json", "image.json"):
-                pa, pb = a.flavour(release, arch, flavour) / record, b.flavour(release, arch, flavour) / record
-                ka = _digest_of(pa, record)
-                kb = _digest_of(pb, record)
+    for files in plan.files:
+        arch = files.arch
+        for flavour in plan.flavours:
+            for record, path_of in (("layer", a.layer_json), ("image", a.image_json)):
+                other = b.layer_json if record == "layer" else b.image_json
+                ka = _digest_of(path_of(release, arch, flavour), record)
+                kb = _digest_of(other(release, arch, flavour), record)
                 if ka != kb:
-                    problems.append(f"{release} {arch} {flavour}: {record[:-5]} {ka or 'missing'} rebuilt as "
+                    problems.append(f"{release} {arch} {flavour}: {record} {ka or 'missing'} rebuilt as "
                                     f"{kb or 'missing'}")
-        da, db = arch_dir(a, release, arch), arch_dir(b, release, arch)
-        archives = [archive_name(cfg, release, arch, f) for f in r.flavours]
-        names = archives + [sbom_name(n) for n in archives] + ["CHECKSUM.SHA256", "CHECKSUM.SHA512"]
-        for name in names:
+        da, db = a.arch_dir(release, arch), b.arch_dir(release, arch)
+        for name in [*files.names, *CHECKSUM_FILES]:
             problems += _compare_file(da / name, db / name)
-    for flavour in r.flavours:
-        problems += _compare_layout(layout_dir(a, release, flavour), layout_dir(b, release, flavour))
+    for flavour in plan.flavours:
+        problems += _compare_layout(a.layout_dir(release, flavour), b.layout_dir(release, flavour))
     return problems
 
 
@@ -132,7 +130,7 @@ def _digest_of(path: Path, record: str) -> str | None:
         doc = read_json(path)
     except (OSError, ValueError):
         return None
-    return doc["digest"] if record == "layer.json" else doc["manifest"]["digest"]
+    return doc["digest"] if record == "layer" else doc["manifest"]["digest"]
 
 
 def _sha256(path: Path) -> str:

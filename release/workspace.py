@@ -7,12 +7,20 @@ verification) agree on paths:
     <work>/demo/                                generated demo repositories
     <work>/state/<release>/src.json             branch head (commit, time, count)
     <work>/state/<release>/src-inputs.json      blob ids of the src files the images read
+    <work>/state/<release>/<arch>.downloaded.json   the packages the download put in the cache
     <work>/repos/<release>/<arch>/              meta.conf, catalogue archive, catalogue.json
     <work>/locks/<release>/<arch>.json          the lock
     <work>/cache/packages/{sha256,blake2b}/     content-addressed package cache
-    <work>/build/<release>/<arch>/<flavour>/    per-flavour inputs and results
+    <work>/cache/meta/<sum>.json                package manifests and tar metadata (for pkgdb)
+    <work>/cache/xz/                            xz segments of large blobs (archives)
+    <work>/build/<release>/<arch>/<flavour>/    packages.json, layer.json, view.json, index.json, image.json
+    <work>/build/<release>/index-<flavour>.json the multi-arch index record
+    <work>/layers/<identity>.json               built layers by plan identity (reuse)
     <work>/blobs/sha256/                        content-addressed OCI blobs
-    <work>/out/<release>/                       archives, checksums, OCI layouts
+    <work>/out/<release>/<arch>/                archives, SBOMs, CHECKSUM files
+    <work>/out/<release>/oci/<flavour>/         OCI image layouts (all architectures)
+    <work>/verify/<release>/                    scratch rebuilds of verify
+    <work>/tmp/                                 spools and scratch roots (emptied by the crash sweep)
 """
 from __future__ import annotations
 
@@ -24,7 +32,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, Release
 from .errors import BusyError
 from .fsutil import TMP_PREFIX
 
@@ -33,15 +40,11 @@ from .fsutil import TMP_PREFIX
 class Workspace:
     root: Path
 
-    @classmethod
-    def of(cls, cfg: Config) -> "Workspace":
-        return cls(cfg.pipeline.workdir)
-
     # src ------------------------------------------------------------------
-    def mirror(self, url: str, default_url: str) -> Path:
-        """One bare mirror per distinct src URL; the configured one is simply 'src'."""
+    def mirror(self, url: str, default_url: str, default_mirror: Path | None = None) -> Path:
+        """One bare mirror per distinct src URL; the configured src ([src] mirror) is simply 'src'."""
         if url == default_url:
-            return self.root / "git" / "src.git"
+            return default_mirror or self.root / "git" / "src.git"
         return self.root / "git" / f"src-{hashlib.sha256(url.encode()).hexdigest()[:12]}.git"
 
     def state(self, release: str) -> Path:
@@ -63,6 +66,10 @@ class Workspace:
     def catalogue_json(self, release: str, arch: str) -> Path:
         return self.repo(release, arch) / "catalogue.json"
 
+    def trust_dir(self, release: str, arch: str) -> Path:
+        """The release's fingerprint trust store (trusted/, revoked/), as read from its src."""
+        return self.repo(release, arch) / "fingerprints"
+
     def lock(self, release: str, arch: str) -> Path:
         return self.root / "locks" / release / f"{arch}.json"
 
@@ -72,12 +79,41 @@ class Workspace:
     def cache(self) -> Path:
         return self.root / "cache" / "packages"
 
+    def package_meta(self, stem: str) -> Path:
+        return self.root / "cache" / "meta" / f"{stem}.json"
+
+    def xz_cache(self) -> Path:
+        return self.root / "cache" / "xz"
+
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
     # build ----------------------------------------------------------------
     def flavour(self, release: str, arch: str, flavour: str) -> Path:
         return self.root / "build" / release / arch / flavour
 
     def packages_json(self, release: str, arch: str, flavour: str) -> Path:
         return self.flavour(release, arch, flavour) / "packages.json"
+
+    def layer_json(self, release: str, arch: str, flavour: str) -> Path:
+        return self.flavour(release, arch, flavour) / "layer.json"
+
+    def view_json(self, release: str, arch: str, flavour: str) -> Path:
+        return self.flavour(release, arch, flavour) / "view.json"
+
+    def package_index_json(self, release: str, arch: str, flavour: str) -> Path:
+        """path -> (kind, digest, package) of what the flavour's packages installed (conflict checks)."""
+        return self.flavour(release, arch, flavour) / "index.json"
+
+    def image_json(self, release: str, arch: str, flavour: str) -> Path:
+        return self.flavour(release, arch, flavour) / "image.json"
+
+    def index_json(self, release: str, flavour: str) -> Path:
+        return self.root / "build" / release / f"index-{flavour}.json"
+
+    def built_layer(self, identity: str) -> Path:
+        """A built layer's record, named by its plan identity."""
+        return self.root / "layers" / f"{identity}.json"
 
     def blobs(self) -> Path:
         return self.root / "blobs" / "sha256"
@@ -88,18 +124,18 @@ class Workspace:
     def out(self, release: str) -> Path:
         return self.root / "out" / release
 
+    def arch_dir(self, release: str, arch: str) -> Path:
+        """Where a release's archives, SBOMs and CHECKSUM files for one architecture are written."""
+        return self.out(release) / arch
+
+    def layout_dir(self, release: str, flavour: str) -> Path:
+        return self.out(release) / "oci" / flavour
+
+    def verify_dir(self, release: str) -> Path:
+        return self.root / "verify" / release
+
     def lockfile(self) -> Path:
         return self.root / ".lock"
-
-
-def pinned_lock(cfg: Config, release: Release, arch: str) -> Path | None:
-    """The lock file a release is pinned to, if the config pins it."""
-    if not release.lock:
-        return None
-    base = Path(release.lock)
-    if not base.is_absolute():
-        base = cfg.project / base
-    return base / f"{arch}.json"
 
 
 def lock_workdir(root: Path) -> int:
@@ -109,7 +145,7 @@ def lock_workdir(root: Path) -> int:
     the second is refused with the first one's pid instead.
     """
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(Workspace(root).lockfile(), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -11,8 +11,9 @@ from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from release import config as config_mod
+from release import planner
 from release.errors import BusyError, ConfigError, ReleaseError
-from release.fsutil import canonical_json
+from release.plans import Plan
 from release.workspace import Workspace, lock_workdir, sweep_partials
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def configure_logging() -> None:
 
 configure_logging()
 CONFIG = load_config()
-WS = Workspace.of(CONFIG)
+WS = planner.workspace(CONFIG)
 WORKDIR_LOCK = hold_workdir(WS)      # also creates the directory doit opens its state database in
 
 
@@ -88,10 +89,17 @@ def act(func, **kwargs) -> tuple:
     return (run_action, [func, kwargs])
 
 
-def reads(**values) -> config_changed:
-    """uptodate check over only the configuration values a task reads (small, explainable)."""
-    return config_changed(canonical_json(values).decode())
+def planned(plan: Plan, func, *, doc: str, always: bool = False, uptodate: list | None = None,
+            **kwargs) -> dict:
+    """A doit task from a stage plan: file_dep, targets and config_changed all derive from the plan.
 
-
-def release_arches(release_name: str) -> list[str]:
-    return list(CONFIG.release(release_name).arches)
+    *always* marks tasks that look upstream (fetch) or at the world (publish,
+    push, verify) each run; the others rerun only when an input record or the
+    plan's identity (the settings the stage reads) changes.
+    """
+    task = {"actions": [act(func, plan=plan, **kwargs)],
+            "file_dep": [str(p) for p in plan.inputs()],
+            "targets": [str(p) for p in plan.outputs()],
+            "uptodate": [False] if always else [config_changed(plan.identity())] + (uptodate or []),
+            "doc": doc}
+    return task

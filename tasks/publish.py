@@ -1,17 +1,15 @@
 """publish:<release> (download tree), push:<release> (registries), nightly, verify-tree."""
 from __future__ import annotations
 
-import os
-
 from doit import get_var
 
-from release import attest, publish, push
+from release import attest, planner, publish, push
 
 from .common import CONFIG, act, say
 
 
-def _root() -> str | None:
-    return get_var("publish_root", None) or os.environ.get("RELEASE_PUBLISH_ROOT") or CONFIG.publish.root or None
+def _root_override() -> str | None:
+    return get_var("publish_root", None)
 
 
 def task_push():
@@ -19,7 +17,7 @@ def task_push():
     for r in CONFIG.releases.values():
         yield {
             "name": r.name,
-            "actions": [act(push.push_release, cfg=CONFIG, release=r.name, say=say)],
+            "actions": [act(push.push_release, plan=planner.push_plan(CONFIG, r.name), say=say)],
             "task_dep": [f"build:{r.name}"],
             "uptodate": [False],        # HEAD requests make a repeated push cost no upload
             "verbosity": 2,
@@ -29,11 +27,10 @@ def task_push():
 
 def task_publish():
     """Publish a built release into the download tree (and push it, when registries are configured)."""
-    root = _root()
     for r in CONFIG.releases.values():
         yield {
             "name": r.name,
-            "actions": [act(publish.publish_release_to, cfg=CONFIG, release=r.name, root=root)],
+            "actions": [act(publish.publish_release, plan=planner.publish_plan(CONFIG, r.name, _root_override()))],
             "task_dep": [f"build:{r.name}"] + ([f"push:{r.name}"] if CONFIG.registries else []),
             "uptodate": [False],        # compares with the tree each time; an unchanged build writes nothing
             "doc": f"publish {r.version} under "
@@ -45,7 +42,7 @@ def task_nightly():
     """Build every snapshot release (stable and main branches), and publish them when a tree is configured."""
     snapshots = [r for r in CONFIG.releases.values() if r.kind == "snapshot"]
     deps = [f"build:{r.name}" for r in snapshots]
-    if _root():
+    if planner.publish_root(CONFIG, _root_override()):
         deps += [f"publish:{r.name}" for r in snapshots]
     elif CONFIG.registries:
         deps += [f"push:{r.name}" for r in snapshots]
@@ -61,7 +58,7 @@ def task_verify_tree():
     """Check a download tree: detached CHECKSUM signatures against the trusted key, checksums, archives."""
     return {
         "basename": "verify-tree",
-        "actions": [act(attest.verify_published_tree, cfg=CONFIG, root=_root(), say=say)],
+        "actions": [act(attest.verify_published_tree, plan=planner.tree_plan(CONFIG, _root_override()), say=say)],
         "uptodate": [False],
         "verbosity": 2,
         "doc": "verify every published directory of the download tree (signatures, checksums, archives)",

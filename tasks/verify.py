@@ -1,7 +1,7 @@
 """verify:<release>: rebuild a release from its locks in a scratch directory and compare."""
 from __future__ import annotations
 
-from release import verify
+from release import planner, verify
 
 from .common import CONFIG, act, say
 
@@ -15,7 +15,7 @@ def task_verify():
     for r in CONFIG.releases.values():
         yield {
             "name": r.name,
-            "actions": [act(verify.verify_release, cfg=CONFIG, release=r.name, say=say)],
+            "actions": [act(verify.rebuild_and_compare, plan=planner.rebuild_plan(CONFIG, r.name), say=say)],
             "uptodate": [False],
             "verbosity": 2,
             "doc": f"rebuild {r.version} from its locks and compare every blob, manifest, index and archive",

@@ -18,9 +18,11 @@ import pytest
 from release.builtins.entries import Entry
 from release.compress import compressor_identity
 from release.errors import LayerError, PackageError, StepError
-from release.install import Context
-from release.layer import install_packages, write_tree
+from release.cache import PackageCache
+from release.layer import install_packages
+from release.layerblob import write_layer_blob
 from release.pkgfile import Member, write_package
+from release.records import LockedPackage
 from release.tree import LayerTree, ParentView
 from release.workspace import Workspace
 from tests.conftest import need_tool
@@ -44,25 +46,36 @@ class Harness:
 
     def __init__(self, root: Path) -> None:
         self.ws = Workspace(root)
-        self.packages: list[dict] = []
+        self.packages: list[LockedPackage] = []
 
     def package(self, name: str, members: list[Member], *, generation: str = "new", **extra) -> None:
-        rel = Path("cache/packages/test") / f"{name}.pkg"
-        info = write_package(self.ws.root / rel, manifest(name, **extra), members, generation=generation)
-        self.packages.append({"name": name, "version": "14.2", "sum": info.sha256, "cache": str(rel)})
+        staged = self.ws.root / "staging" / f"{name}.pkg"
+        info = write_package(staged, manifest(name, **extra), members, generation=generation)
+        dest = PackageCache(self.ws.cache()).path_for(info.sha256)       # the cache names packages by sum
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staged.replace(dest)
+        self.packages.append(LockedPackage(name=name, version="14.2", sum=info.sha256, path=f"{name}.pkg"))
+
+    def path(self, index: int) -> Path:
+        return PackageCache(self.ws.cache()).path_for(self.packages[index].sum)
+
+    def install(self, tree: LayerTree, scripts: str = "builtin", ignore: tuple = ()) -> None:
+        install_packages(self.ws, tree, self.packages, scripts=scripts, ignore_scripts=ignore,
+                         byte_order="little", sde=SDE)
+
+    def write(self, tree: LayerTree, media: str = "tar+gzip") -> dict:
+        return write_layer_blob(self.ws.blobs(), tree, sde=SDE,
+                                compression=compressor_identity(media, gzip_level=6, zstd_level=3))
 
     def build(self, *, parent: ParentView | None = None, steps=(), scripts: str = "builtin",
               ignore: tuple = (), media: str = "tar+gzip") -> tuple[dict, LayerTree]:
-        plan = {"packages": self.packages, "scripts": scripts, "ignore_scripts": list(ignore),
-                "byte_order": "little", "source_date_epoch": SDE,
-                "compression": compressor_identity(media, gzip_level=6, zstd_level=3)}
         (self.ws.root / "tmp").mkdir(parents=True, exist_ok=True)
         spool = tempfile.TemporaryFile(dir=self.ws.root / "tmp")
         tree = LayerTree(parent or ParentView(), spool)
         for e in steps:
             tree.put(e, "test step")
-        install_packages(self.ws, tree, plan, CTX)
-        return write_tree(self.ws, tree, plan), tree
+        self.install(tree, scripts, ignore)
+        return self.write(tree, media), tree
 
     def tar(self, blob: dict) -> tarfile.TarFile:
         data = self.ws.blob(blob["digest"]).read_bytes()
@@ -72,12 +85,6 @@ class Harness:
         return tarfile.open(fileobj=io.BytesIO(raw))
 
 
-def _no_src(path: str) -> bytes:
-    raise AssertionError(f"unexpected src read {path}")
-
-
-CTX = Context(read_src=_no_src, read_src_dir=lambda p: {}, byte_order="little", variables={},
-              fingerprints_path="/usr/share/keys/pkg", signature_type="fingerprints")
 ACCOUNTS = [Entry("/etc", "dir", 0o755), Entry("/etc/master.passwd", "file", 0o600, data=PASSWD),
             Entry("/etc/group", "file", 0o644, data=GROUP)]
 
@@ -194,14 +201,12 @@ def test_a_removed_lower_path_becomes_a_whiteout_and_parents_keep_lower_metadata
     (h.ws.root / "tmp").mkdir(parents=True, exist_ok=True)
     parent = ParentView(dirs={"/usr": [0o755, "root", "wheel", 1], "/usr/share": [0o755, "root", "wheel", 1],
                               "/usr/share/misc": [0o755, "root", "wheel", 1]})
-    plan = {"packages": h.packages, "scripts": "builtin", "ignore_scripts": [], "byte_order": "little",
-            "source_date_epoch": SDE, "compression": compressor_identity("tar", gzip_level=6, zstd_level=3)}
     with tempfile.TemporaryFile(dir=h.ws.root / "tmp") as spool:
         tree = LayerTree(parent, spool)
         tree.remove("/usr/share/misc/termcap", "step remove")
-        install_packages(h.ws, tree, plan, CTX)
+        h.install(tree)
         tree.parent.files.update({"/etc/master.passwd": PASSWD, "/etc/group": GROUP})
-        blob = write_tree(h.ws, tree, plan)
+        blob = h.write(tree, "tar")
     with h.tar(blob) as tar:
         by = {m.name.rstrip("/"): m for m in tar.getmembers()}
     assert by["usr/share/misc/.wh.termcap"].isfile() and by["usr/share/misc/.wh.termcap"].size == 0
@@ -239,7 +244,7 @@ def test_an_unrecognised_script_is_an_error_unless_ignored(tmp_path: Path) -> No
 
 def test_a_tampered_package_in_the_cache_stops_the_layer(h: Harness) -> None:
     h.package("FreeBSD-a", [Member("/usr/share/x", "file", 0o644, data=b"A" * 100_000)], generation="old")
-    path = h.ws.root / h.packages[0]["cache"]
+    path = h.path(0)
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from release.builtins.scripts import Step, recognise
+from release.builtins.scripts import ScriptAction, recognise
 from release.errors import StepError
 from release.fsutil import identity
 
-PWD = Step("pwd_mkdb", {"source": "/etc/master.passwd", "directory": "/etc", "v7_passwd": True,
+PWD = ScriptAction("pwd_mkdb", {"source": "/etc/master.passwd", "directory": "/etc", "v7_passwd": True,
                         "byte_order": "little"})
 
 
-def services(order: str) -> Step:
-    return Step("services_mkdb", {"source": "/etc/services", "database": "/var/db/services.db",
+def services(order: str) -> ScriptAction:
+    return ScriptAction("services_mkdb", {"source": "/etc/services", "database": "/var/db/services.db",
                                   "byte_order": order})
 
 
@@ -34,7 +34,7 @@ def test_runtime_post_install(path, order, src_samples):
     script = ucl_scripts(src_samples / path)["post-install"]
     assert "${PKG_ROOTDIR}/\n" in script + "\n"             # the truncated services_mkdb line
     steps = recognise("FreeBSD-runtime", "post-install", script, byte_order=order)
-    assert steps == [Step("pwd_mkdb", PWD.args | {"byte_order": order}), services(order)]
+    assert steps == [ScriptAction("pwd_mkdb", PWD.args | {"byte_order": order}), services(order)]
 
 
 @pytest.mark.parametrize("path", ["release/packages/caroot.ucl", "release/packages/certctl.ucl",
@@ -42,7 +42,7 @@ def test_runtime_post_install(path, order, src_samples):
 def test_certctl_rehash_spellings(path, src_samples):
     scripts = ucl_scripts(src_samples / path)
     assert recognise("FreeBSD-caroot", "post-install", scripts["post-install"],
-                     byte_order="little") == [Step("certctl_rehash")]
+                     byte_order="little") == [ScriptAction("certctl_rehash")]
     for phase, script in scripts.items():
         if phase != "post-install":                       # ucl/caroot.ucl's post-uninstall
             assert recognise("FreeBSD-caroot", phase, script, byte_order="little") == []
@@ -53,8 +53,8 @@ def test_full_runtime_script_of_older_trees():
               "\tservices_mkdb %CAP_MKDB_ENDIAN% -q -o ${PKG_ROOTDIR}/var/db/services.db ${PKG_ROOTDIR}/etc/services\n"
               "\tchmod 1777 ${PKG_ROOTDIR}/tmp\n")
     assert recognise("FreeBSD-runtime", "post-install", script, byte_order="big") == [
-        Step("pwd_mkdb", PWD.args | {"byte_order": "big"}), services("big"),
-        Step("chmod", {"path": "/tmp", "mode": 0o1777})]
+        ScriptAction("pwd_mkdb", PWD.args | {"byte_order": "big"}), services("big"),
+        ScriptAction("chmod", {"path": "/tmp", "mode": 0o1777})]
 
 
 def test_explicit_byte_order_wins_over_the_target():
@@ -71,7 +71,7 @@ def test_explicit_byte_order_wins_over_the_target():
 def test_cap_mkdb_for_login_conf():
     steps = recognise("FreeBSD-runtime", "post-install",
                       "cap_mkdb ${CAP_MKDB_ENDIAN} ${PKG_ROOTDIR}/etc/login.conf", byte_order="big")
-    assert steps == [Step("cap_mkdb", {"sources": ["/etc/login.conf"], "database": "/etc/login.conf.db",
+    assert steps == [ScriptAction("cap_mkdb", {"sources": ["/etc/login.conf"], "database": "/etc/login.conf.db",
                                        "byte_order": "big"})]
 
 
@@ -83,16 +83,16 @@ def test_shell_layout_is_tolerated():
               "chmod 1777 ${PKG_ROOTDIR}/tmp ${PKG_ROOTDIR}/var/tmp && /usr/sbin/certctl -D ${PKG_ROOTDIR} "
               "${PKG_METALOG:+-U -M $PKG_METALOG} rehash\n")
     assert recognise("FreeBSD-x", "post-install", script, byte_order="little") == [
-        PWD, Step("chmod", {"path": "/var/empty", "mode": 0o755}), Step("certctl_rehash"),
-        Step("chmod", {"path": "/tmp", "mode": 0o1777}), Step("chmod", {"path": "/var/tmp", "mode": 0o1777}),
-        Step("certctl_rehash")]
+        PWD, ScriptAction("chmod", {"path": "/var/empty", "mode": 0o755}), ScriptAction("certctl_rehash"),
+        ScriptAction("chmod", {"path": "/tmp", "mode": 0o1777}), ScriptAction("chmod", {"path": "/var/tmp", "mode": 0o1777}),
+        ScriptAction("certctl_rehash")]
 
 
 def test_url_encoded_manifest_script():
     encoded = urllib.parse.quote("[ -x /usr/sbin/certctl ] && env DESTDIR=${PKG_ROOTDIR} \\\n"
                                  "    /usr/sbin/certctl rehash\n")
     assert recognise("FreeBSD-caroot", "post-install", urllib.parse.unquote(encoded),
-                     byte_order="little") == [Step("certctl_rehash")]
+                     byte_order="little") == [ScriptAction("certctl_rehash")]
 
 
 @pytest.mark.parametrize("script, shown", [
@@ -143,4 +143,4 @@ def test_steps_have_stable_identities():
     b = recognise("FreeBSD-runtime", "post-install", "\tchmod  01777  $PKG_ROOTDIR/tmp/", byte_order="little")
     assert identity([s.as_json() for s in a]) == identity([s.as_json() for s in b])
     with pytest.raises(ValueError):
-        Step("rm_rf")
+        ScriptAction("rm_rf")

@@ -4,7 +4,7 @@ pkg runs a package's scripts with the *build host's* /bin/sh and tools
 (`pwd_mkdb`, `services_mkdb`, `certctl` ...).  On a Linux builder those do not
 exist, and pkg only warns, so the image silently lacks its databases.  FreeBSD's
 base packages use a handful of fixed commands, so instead of running them we
-read them: each recognised command becomes a Step that a pure-Python builtin
+read them: each recognised command becomes a ScriptAction that a pure-Python builtin
 carries out for the target architecture.  Anything else is refused by name, so
 a new script in a future release cannot be skipped without someone deciding to
 (the `ignorable` set).
@@ -45,7 +45,7 @@ _GUARDS = ("-x", "-f", "-e")
 
 
 @dataclass(frozen=True)
-class Step:
+class ScriptAction:
     """One install-time action, with image paths (no ${PKG_ROOTDIR}) in args."""
 
     kind: str
@@ -65,7 +65,7 @@ class _Unrecognised(Exception):
 
 
 def recognise(package: str, phase: str, script: str, *, ignorable: set[str] | frozenset[str] = frozenset(),
-              byte_order: str) -> list[Step]:
+              byte_order: str) -> list[ScriptAction]:
     """The steps *script* (url-decoded, from the manifest's `scripts` map) performs.
 
     *byte_order* ("little" or "big") is the target's, used where the script
@@ -75,7 +75,7 @@ def recognise(package: str, phase: str, script: str, *, ignorable: set[str] | fr
         raise StepError(f"{package}: byte order {byte_order!r} is neither little nor big")
     if phase not in INSTALL_PHASES:
         return []
-    steps: list[Step] = []
+    steps: list[ScriptAction] = []
     for command in _commands(script):
         try:
             steps += _step(command, byte_order)
@@ -124,7 +124,7 @@ def _is_guard(words: list[str]) -> bool:
     return words[0] in _GUARDS and _ROOT not in words[1]
 
 
-def _step(words: list[str], byte_order: str) -> list[Step]:
+def _step(words: list[str], byte_order: str) -> list[ScriptAction]:
     env, words = _split_env(words)
     if not words:
         raise _Unrecognised("")
@@ -175,7 +175,7 @@ def _expand_endian(args: list[str], byte_order: str) -> list[str]:
     return [{"little": "-l", "big": "-b"}[byte_order] if a == _ENDIAN else a for a in args]
 
 
-def _pwd_mkdb(args: list[str], env: dict[str, str], byte_order: str) -> list[Step]:
+def _pwd_mkdb(args: list[str], env: dict[str, str], byte_order: str) -> list[ScriptAction]:
     """pwd_mkdb [-BCiLNp] [-d dir] [-s cachesize] [-u name] file"""
     opts, operands = _options(args, "BCiLNpd:s:u:")
     flags = dict(opts)
@@ -184,12 +184,12 @@ def _pwd_mkdb(args: list[str], env: dict[str, str], byte_order: str) -> list[Ste
     if "-B" in flags and "-L" in flags or len(operands) != 1 or "-d" not in flags:
         raise _Unrecognised("")
     order = "little" if "-L" in flags else "big" if "-B" in flags else byte_order
-    return [Step("pwd_mkdb", {"source": _image_path(operands[0], "the source file"),
+    return [ScriptAction("pwd_mkdb", {"source": _image_path(operands[0], "the source file"),
                               "directory": _image_path(flags["-d"], "the -d directory"),
                               "v7_passwd": "-p" in flags, "byte_order": order})]
 
 
-def _services_mkdb(args: list[str], env: dict[str, str], byte_order: str) -> list[Step]:
+def _services_mkdb(args: list[str], env: dict[str, str], byte_order: str) -> list[ScriptAction]:
     """services_mkdb [-b | -l] [-q] [-o database] [file]"""
     opts, operands = _options(_expand_endian(args, byte_order), "blqo:")
     flags = dict(opts)
@@ -200,12 +200,12 @@ def _services_mkdb(args: list[str], env: dict[str, str], byte_order: str) -> lis
         # runtime.ucl as stored in the tree ends in "${PKG_ROOTDIR}/": the file
         # name was lost, and /etc/services is the only file the line can mean.
         source = "/etc/services"
-    return [Step("services_mkdb", {"source": source,
+    return [ScriptAction("services_mkdb", {"source": source,
                                    "database": _image_path(flags["-o"], "the -o database"),
                                    "byte_order": _endian(flags, byte_order)})]
 
 
-def _cap_mkdb(args: list[str], env: dict[str, str], byte_order: str) -> list[Step]:
+def _cap_mkdb(args: list[str], env: dict[str, str], byte_order: str) -> list[ScriptAction]:
     """cap_mkdb [-b | -l] [-iv] [-f outfile] file ..."""
     opts, operands = _options(_expand_endian(args, byte_order), "blivf:")
     flags = dict(opts)
@@ -213,19 +213,19 @@ def _cap_mkdb(args: list[str], env: dict[str, str], byte_order: str) -> list[Ste
         raise _Unrecognised("")
     sources = [_image_path(o, "the capability file") for o in operands]
     database = _image_path(flags["-f"], "the -f output") if "-f" in flags else sources[0]
-    return [Step("cap_mkdb", {"sources": sources, "database": database + ".db",
+    return [ScriptAction("cap_mkdb", {"sources": sources, "database": database + ".db",
                               "byte_order": _endian(flags, byte_order)})]
 
 
-def _chmod(args: list[str], env: dict[str, str], byte_order: str) -> list[Step]:
+def _chmod(args: list[str], env: dict[str, str], byte_order: str) -> list[ScriptAction]:
     """chmod MODE file ...: absolute (octal) modes only, no -R."""
     if len(args) < 2 or not re.fullmatch(r"[0-7]+", args[0]) or int(args[0], 8) > 0o7777:
         raise _Unrecognised("")
     mode = int(args[0], 8)
-    return [Step("chmod", {"path": _image_path(a, "the file"), "mode": mode}) for a in args[1:]]
+    return [ScriptAction("chmod", {"path": _image_path(a, "the file"), "mode": mode}) for a in args[1:]]
 
 
-def _certctl(args: list[str], env: dict[str, str], byte_order: str) -> list[Step]:
+def _certctl(args: list[str], env: dict[str, str], byte_order: str) -> list[ScriptAction]:
     """certctl [-cUv] [-D destdir] [-M metalog] rehash, DESTDIR from -D or the environment."""
     opts, operands = _options(args, "cUvD:M:")
     flags = dict(opts)
@@ -234,10 +234,10 @@ def _certctl(args: list[str], env: dict[str, str], byte_order: str) -> list[Step
     destdir = flags.get("-D", env.get("DESTDIR"))
     if destdir is None or _image_path(destdir, "DESTDIR") != "/":
         raise _Unrecognised("DESTDIR is not ${PKG_ROOTDIR}")
-    return [Step("certctl_rehash", {})]
+    return [ScriptAction("certctl_rehash", {})]
 
 
-_HANDLERS: dict[str, Callable[[list[str], dict[str, str], str], list[Step]]] = {
+_HANDLERS: dict[str, Callable[[list[str], dict[str, str], str], list[ScriptAction]]] = {
     "pwd_mkdb": _pwd_mkdb,
     "services_mkdb": _services_mkdb,
     "cap_mkdb": _cap_mkdb,
