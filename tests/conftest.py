@@ -1,8 +1,11 @@
 """Shared test fixtures.
 
+The suite carries the data it reads in tests/data/ (tests/data/README.md says
+where each file came from and under which licence), so a fresh clone runs it all.
 Two rules from the project's guide are enforced here:
-- tests that read ../shared (design samples, schemas) skip with a reason on a
-  developer's fresh clone, but fail in CI (CI=true), where ../shared is present;
+- tests that need the real pkg binary, which cannot live in the project and is
+  found in ../shared/tools/pkg, skip with that reason on a developer's fresh
+  clone, but fail in CI (CI=true), where ../shared is present;
 - a missing external tool (umoci, skopeo, libdb1 ...) fails in CI and skips with
   the package to install elsewhere.  The test command installs them all.
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
+DATA = PROJECT / "tests" / "data"
 SHARED = PROJECT.parent / "shared"
 
 
@@ -45,12 +49,19 @@ def need_file(path: str | os.PathLike, package: str) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The read-only ../shared inputs (FreeBSD src samples, schemas)."""
-    if not SHARED.is_dir():
-        unavailable("../shared is not present next to this checkout")
+    """The read-only ../shared inputs; only the real pkg binary (tools/pkg) is read from there."""
+    if not (SHARED / "tools" / "pkg").is_dir():
+        unavailable("the real pkg binary from ../shared/tools/pkg is absent")
     return SHARED
 
 
 @pytest.fixture(scope="session")
-def src_samples(shared_dir: Path) -> Path:
-    return shared_dir / "freebsd-src-samples"
+def test_data() -> Path:
+    """The third-party inputs the suite carries: schemas and FreeBSD's files (tests/data/README.md)."""
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def src_samples(test_data: Path) -> Path:
+    """FreeBSD source files at their freebsd-src paths (those the demo carries are links to its copy)."""
+    return test_data / "freebsd-src"

@@ -1,4 +1,4 @@
-"""Validate emitted JSON against the OCI image-spec schemas from ../shared/schemas.
+"""Validate emitted JSON against the OCI image-spec v1.1.1 schemas in tests/data/schemas.
 
 The schemas are draft-04 and refer to each other both by their ``id`` URLs
 and by relative file names (``defs.json#/...``) that resolve against the
@@ -67,8 +67,8 @@ def check(schema_dir: Path, doc: dict, kind: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def validate(shared_dir: Path) -> Callable[[dict, str], None]:
-    schema_dir = shared_dir / SCHEMA_SUBDIR
+def validate(test_data: Path) -> Callable[[dict, str], None]:
+    schema_dir = test_data / SCHEMA_SUBDIR
     return functools.partial(check, schema_dir)
 
 

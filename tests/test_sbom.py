@@ -22,8 +22,8 @@ PUBLIC_REPO = "https://pkg.freebsd.org/FreeBSD:14:{arch}/base_release_2"
 
 
 @pytest.fixture(scope="module")
-def spdx_schema(shared_dir: Path) -> Draft7Validator:
-    schema = json.loads((shared_dir / "schemas" / "spdx-2.3" / "spdx-schema.json").read_text())
+def spdx_schema(test_data: Path) -> Draft7Validator:
+    schema = json.loads((test_data / "schemas" / "spdx-2.3" / "spdx-schema.json").read_text())
     assert schema["$schema"].startswith("http://json-schema.org/draft-07/")
     return Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
 
