@@ -20,7 +20,7 @@ from .errors import ReleaseError
 from .fsutil import write_if_changed
 from .names import image_version
 from .plans import KeySettings, SbomPlan, TreePlan
-from .records import ImageRecord, Lock, SrcHead, SrcInputs
+from .records import ImageRecord, Lock, SrcHead
 from .sbom import image_sbom, sbom_bytes
 from .signing import KEY_ENV, KEY_FILE_ENV, SigningKey, load_public_key, load_signing_key, verify_tree
 
@@ -30,10 +30,9 @@ def build_sbom(plan: SbomPlan) -> dict:
     src = SrcHead.load(ws.src_json(r))
     image = ImageRecord.load(ws.image_json(r, a, plan.flavour))
     parent = ImageRecord.load(ws.image_json(r, a, plan.parent)).to_json() if plan.parent else None
-    sde = SrcInputs.load(ws.src_inputs(r)).source_date_epoch
     doc = image_sbom(release=r, version=image_version(plan.version, plan.kind, src), arch=a, flavour=plan.flavour,
                      lock=Lock.load(ws.lock(r, a)).document, src=asdict(src), image=image.to_json(),
-                     parent=parent, created=sde, source_url=plan.source, repository_url=plan.repository)
+                     parent=parent, created=src.source_date_epoch, source_url=plan.source, repository_url=plan.repository)
     dest = ws.arch_dir(r, a) / plan.name
     write_if_changed(dest, sbom_bytes(doc))
     return {"sbom": str(dest)}

@@ -24,7 +24,7 @@ from .names import image_version
 from .oci import (MEDIA_CONFIG, document_bytes, image_config, image_index, image_manifest, rfc3339,
                   with_ref_name, write_json_blob, write_layout)
 from .plans import ArchivePlan, ChecksumPlan, ImagePlan, IndexPlan, VerifyChecksumsPlan
-from .records import ImageRecord, IndexRecord, LayerRecord, PackageIndex, PackageSet, SrcHead, SrcInputs
+from .records import ImageRecord, IndexRecord, LayerRecord, PackageIndex, PackageSet, SrcHead
 
 VENDOR = "The FreeBSD Project"
 URL = "https://www.FreeBSD.org"
@@ -54,8 +54,8 @@ def build_image(plan: ImagePlan) -> dict:
     ws, r, a = plan.workspace, plan.release, plan.arch
     check_conflicts(plan)
     layers = [LayerRecord.load(ws.layer_json(r, a, c)) for c in plan.chain]
-    sde = SrcInputs.load(ws.src_inputs(r)).source_date_epoch
     src = SrcHead.load(ws.src_json(r))
+    sde = src.source_date_epoch
     config = image_config(architecture=plan.platform["architecture"], variant=plan.platform.get("variant", ""),
                           created=sde, cmd=list(plan.cmd), env=list(plan.env),
                           diff_ids=[layer.diff_id for layer in layers],

@@ -64,7 +64,7 @@ class LayerInputs:
 
 def read_inputs(plan: LayerPlan) -> LayerInputs:
     ws, r, a = plan.workspace, plan.release, plan.arch
-    src = SrcInputs.load(ws.src_inputs(r))
+    src = SrcInputs.load(ws.flavour_src_inputs(r, plan.flavour))
     view = ws.view_json(r, a, plan.parent) if plan.parent else None
     pkgdb: tuple[LockedPackage, ...] = ()
     if plan.pkgdb:
@@ -72,7 +72,7 @@ def read_inputs(plan: LayerPlan) -> LayerInputs:
     parents = tuple(LayerRecord.load(ws.layer_json(r, a, f)) for f in plan.lower) if plan.executor else ()
     return LayerInputs(
         packages=PackageSet.load(ws.packages_json(r, a, plan.flavour)).packages,
-        src=SrcInputs(inputs=src.only(set(plan.src_paths)), source_date_epoch=src.source_date_epoch),
+        src=src,
         parent_view=ParentView.load(view) if view else ParentView(),
         parent_view_digest=file_digest(view) if view else None,
         pkgdb_packages=pkgdb, parent_layers=parents)

@@ -16,7 +16,7 @@ from . import emulate, names, steps
 from .compress import compressor_identity
 from .config import Config, Release
 from .plans import (ArchFiles, ArchivePlan, CataloguePlan, ChecksumPlan, DemoPlan, DemoRelease,
-                    DownloadPlan, FlavourRequest, GcPlan, Http, ImagePlan, IndexPlan, KeySettings, LayerPlan,
+                    DownloadPlan, FlavourRequest, FlavourSrc, GcPlan, Http, ImagePlan, IndexPlan, KeySettings, LayerPlan,
                     LockPlan, PkgDatabase, PublishPlan, PushFlavour, PushPlan, RebuildPlan, SbomPlan,
                     SrcLocation, SrcPlan, SrcRelease, TreePlan, TrustSettings, VerifyChecksumsPlan)
 from .steps import RepoSettings
@@ -81,9 +81,11 @@ def src_plans(cfg: Config) -> list[SrcPlan]:
     plans = []
     for url, rels in by_url.items():
         label = "src" if url == cfg.src.url else f"src-{rels[0].name}"
-        releases = tuple(SrcRelease(name=r.name, branch=r.branch, kind=r.kind, paths=tuple(src_paths(cfg, r)),
-                                    pinned_lock=next((pinned_lock(cfg, r, a) for a in r.arches), ""))
-                         for r in rels)
+        releases = tuple(SrcRelease(
+            name=r.name, branch=r.branch, kind=r.kind, paths=tuple(src_paths(cfg, r)),
+            flavours=tuple(FlavourSrc(name=f, paths=tuple(sorted(steps.src_paths(cfg.flavours[f].steps))))
+                           for f in r.flavours),
+            pinned_lock=next((pinned_lock(cfg, r, a) for a in r.arches), "")) for r in rels)
         plans.append(SrcPlan(workspace(cfg), label=label, src=src_location(cfg, rels[0]), releases=releases,
                              epoch_policy=cfg.pipeline.source_date_epoch))
     return plans
@@ -137,7 +139,7 @@ def layer_plan(cfg: Config, release: str, arch: str, flavour: str) -> LayerPlan:
         pkgdb=PkgDatabase(schema=r.pkgdb_schema, flavours=tuple(chain)) if ships_pkg(cfg, release, flavour) else None,
         executor=emulate.describe(arch) if runs else None,
         repository=repository_settings(cfg, r) if steps.needs_repository(f.steps) else None,
-        src_paths=tuple(sorted(steps.src_paths(f.steps))), src=src_location(cfg, r))
+        src=src_location(cfg, r))
 
 
 def platform(cfg: Config, arch: str) -> dict[str, str]:

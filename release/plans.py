@@ -95,17 +95,24 @@ class SrcLocation:
 # --------------------------------------------------------------------------- fetch, lock, download
 
 @dataclass(frozen=True)
+class FlavourSrc:
+    name: str
+    paths: tuple[str, ...]      # src paths the flavour's steps read
+
+
+@dataclass(frozen=True)
 class SrcRelease:
     name: str
     branch: str
     kind: str                   # "release" or "snapshot" (snapshots get a date suffix)
     paths: tuple[str, ...]      # src paths whose object ids the release's stages read
+    flavours: tuple[FlavourSrc, ...]
     pinned_lock: str            # a lock file pinning the src commit ("" = the branch head)
 
 
 @dataclass(frozen=True)
 class SrcPlan(Plan):
-    """fetch:<mirror>: fetch one src mirror's branches; write src.json and src-inputs.json per release."""
+    """fetch:<mirror>: fetch one src mirror's branches; write src.json and the src-inputs records per release."""
 
     label: str = ""
     src: SrcLocation = how(default=None)
@@ -117,7 +124,9 @@ class SrcPlan(Plan):
 
     def outputs(self) -> list[Path]:
         ws = self.workspace
-        return [p for r in self.releases for p in (ws.src_json(r.name), ws.src_inputs(r.name))]
+        return [p for r in self.releases
+                for p in (ws.src_json(r.name), ws.src_inputs(r.name),
+                          *(ws.flavour_src_inputs(r.name, f.name) for f in r.flavours))]
 
 
 @dataclass(frozen=True)
@@ -230,12 +239,11 @@ class LayerPlan(Plan):
     pkgdb: PkgDatabase | None = None
     executor: dict | None = None        # how target code runs (emulate.Method.identity), when it runs
     repository: RepoSettings | None = None
-    src_paths: tuple[str, ...] = ()     # what the steps read from src
     src: SrcLocation = how(default=None)
 
     def inputs(self) -> list[Path]:
         ws, r, a = self.workspace, self.release, self.arch
-        deps = [ws.packages_json(r, a, self.flavour), ws.src_inputs(r)]
+        deps = [ws.packages_json(r, a, self.flavour), ws.flavour_src_inputs(r, self.flavour)]
         if self.parent:
             deps.append(ws.view_json(r, a, self.parent))
         if self.pkgdb:
@@ -277,7 +285,7 @@ class ImagePlan(Plan):
         ws, r, a = self.workspace, self.release, self.arch
         deps = [p for c in self.chain for p in (ws.layer_json(r, a, c), ws.package_index_json(r, a, c),
                                                ws.packages_json(r, a, c))]
-        deps += [ws.src_json(r), ws.src_inputs(r)]
+        deps.append(ws.src_json(r))
         if self.parent:
             deps.append(ws.image_json(r, a, self.parent))
         return deps
@@ -340,7 +348,7 @@ class SbomPlan(Plan):
 
     def inputs(self) -> list[Path]:
         ws, r, a = self.workspace, self.release, self.arch
-        deps = [ws.image_json(r, a, self.flavour), ws.lock(r, a), ws.src_json(r), ws.src_inputs(r)]
+        deps = [ws.image_json(r, a, self.flavour), ws.lock(r, a), ws.src_json(r)]
         if self.parent:
             deps.append(ws.image_json(r, a, self.parent))
         return deps

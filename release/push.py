@@ -22,7 +22,7 @@ from .fsutil import atomic_write
 from .names import registry_repository
 from .oci import MEDIA_INDEX, MEDIA_MANIFEST, blob_path
 from .plans import PushPlan
-from .records import ImageRecord, SrcHead, SrcInputs, load_json
+from .records import ImageRecord, SrcHead, load_json
 from .regauth import find_credentials
 from .registry import Registry
 from .sbom import Attachment, referrers_index, sbom_artifact
@@ -72,7 +72,7 @@ def _push_to(plan: PushPlan, client: Registry, host: str, namespace: str, src: S
                 _push_attachment(client, ws, repo, sign_image(key, f"{host}/{repo}", desc["digest"],
                                                               existing=existing))
         if plan.sbom:
-            created = SrcInputs.load(ws.src_inputs(plan.release)).source_date_epoch
+            created = src.source_date_epoch
             for arch, name in flavour.sboms:
                 path = ws.arch_dir(plan.release, arch) / name
                 sbom = read_record_bytes(path, "the sbom stage")

@@ -74,15 +74,26 @@ class SrcHead(Record):
     time: int
     count: int
     subject: str
-    inputs_paths: list[str] = field(default_factory=list)
-    inputs_changed: dict[str, Any] = field(default_factory=dict)     # {"commit", "time"}
+    source_date_epoch: int
     build_date: str | None = None       # snapshots: YYYYMMDD of the head
     suffix: str | None = None           # snapshots: <YYYYMMDD>-<gitrev>-<gitcount>
 
 
 @dataclass(frozen=True)
+class SrcWalk(Record):
+    """src-walk.json: the fetch's own memory, so the next history walk starts where this one stopped."""
+
+    WRITTEN_BY: ClassVar[str] = "the src fetch"
+    commit: str
+    count: int
+    inputs_paths: list[str]
+    inputs_changed: dict[str, Any]      # {"commit", "time"} of the newest commit changing an input path
+
+
+@dataclass(frozen=True)
 class SrcInputs(Record):
-    """src-inputs.json: the git object id of every src path the release reads, and SOURCE_DATE_EPOCH."""
+    """src-inputs[-<flavour>].json: git object ids of the src paths a release (or a flavour) reads, and
+    SOURCE_DATE_EPOCH."""
 
     WRITTEN_BY: ClassVar[str] = "the src fetch"
     inputs: dict[str, str | None]

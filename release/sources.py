@@ -1,14 +1,17 @@
 """src inputs of a release: the branch head and the files its images are made from.
 
-After a fetch, each release gets two small records (rewritten only on change):
+After a fetch, each release gets small records (rewritten only on change):
 
-- src.json: url, branch, commit, gitrev (short), gitcount, commit time, subject —
-  what the lock, the image annotations and snapshot names need;
+- src.json: url, branch, commit, gitrev (short), gitcount, commit time, subject
+  and SOURCE_DATE_EPOCH — what the lock, the image annotations and snapshot
+  names need;
 - src-inputs.json: the git object id of every src path the release's steps read
   (mtree specs, master.passwd, group, termcap, caroot, pkg trust anchors) and the
-  SOURCE_DATE_EPOCH.  Layers depend on this record, not on the commit, and read
-  those files by object id (SrcFiles), so a commit elsewhere in src does not
-  rebuild any layer.
+  SOURCE_DATE_EPOCH, and src-inputs-<flavour>.json with the ones one flavour's
+  steps read.  Layers depend on their flavour's record, not on the commit, and
+  read those files by object id (SrcFiles), so a commit elsewhere in src does
+  not rebuild any layer;
+- src-walk.json: where the last history walk stopped (the fetch's own memory).
 """
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ from pathlib import Path
 from .errors import InputError
 from .fsutil import write_if_changed
 from .plans import SrcLocation, SrcPlan, SrcRelease, TrustSettings
-from .records import Lock, SrcHead, SrcInputs
-from .srcgit import SrcMirror
+from .records import Lock, SrcHead, SrcInputs, SrcWalk
+from .srcgit import BranchHead, SrcMirror
 from .workspace import Workspace
 
 
@@ -62,54 +65,62 @@ def snapshot_suffix(head_time: int, short: str, count: int) -> tuple[str, str]:
     return date, f"{date}-{short}-{count}"
 
 
-def _previous(path: Path, url: str, branch: str) -> SrcHead | None:
+def _previous(ws: Workspace, r: SrcRelease, url: str) -> tuple[SrcHead, SrcWalk] | None:
     try:
-        prev = SrcHead.load(path)
+        head, walk = SrcHead.load(ws.src_json(r.name)), SrcWalk.load(ws.src_walk(r.name))
     except InputError:
         return None
-    return prev if prev.url == url and prev.branch == branch else None
+    return (head, walk) if head.url == url and head.branch == r.branch and walk.commit == head.commit else None
 
 
 def fetch_sources(plan: SrcPlan) -> None:
-    """Fetch one mirror's branches and refresh src.json / src-inputs.json of its releases.
+    """Fetch one mirror's branches and refresh each release's src records.
 
-    Both records are rewritten only when their content changes; a head that did
+    Every record is rewritten only when its content changes; a head that did
     not move costs no history walk at all, a moved one only the new commits.
+    Each flavour gets its own src-inputs record (the objects its steps read),
+    so a change to what one flavour reads does not touch the others' records.
     """
     mirror = mirror_of(plan.src)
     heads = mirror.fetch(sorted({r.branch for r in plan.releases}))
     ws = plan.workspace
     for r in plan.releases:
-        record = _head_record(mirror, plan.src.url, r, ws, heads[r.branch])
-        record.save(ws.src_json(r.name))
-        inputs = {p: mirror.input_id(record.commit, p) for p in r.paths}
-        epoch = source_date_epoch(plan.epoch_policy, record.time, record.inputs_changed["time"])
-        SrcInputs(inputs=inputs, source_date_epoch=epoch).save(ws.src_inputs(r.name))
+        head, walk = _head(mirror, plan.src.url, r, ws, heads[r.branch])
+        epoch = source_date_epoch(plan.epoch_policy, head.time, walk.inputs_changed["time"])
+        build_date = suffix = None
+        if r.kind == "snapshot":
+            build_date, suffix = snapshot_suffix(head.time, head.short, head.count)
+        SrcHead(url=plan.src.url, **asdict(head), source_date_epoch=epoch, build_date=build_date,
+                suffix=suffix).save(ws.src_json(r.name))
+        walk.save(ws.src_walk(r.name))
+        inputs = SrcInputs(inputs={p: mirror.input_id(head.commit, p) for p in r.paths}, source_date_epoch=epoch)
+        inputs.save(ws.src_inputs(r.name))
+        for f in r.flavours:
+            SrcInputs(inputs=inputs.only(f.paths), source_date_epoch=epoch).save(
+                ws.flavour_src_inputs(r.name, f.name))
 
 
-def _head_record(mirror: SrcMirror, url: str, r: SrcRelease, ws: Workspace, head_commit: str) -> SrcHead:
-    prev = _previous(ws.src_json(r.name), url, r.branch)
+def _head(mirror: SrcMirror, url: str, r: SrcRelease, ws: Workspace, head_commit: str) -> tuple[BranchHead, SrcWalk]:
+    """The head to build and the newest commit that changed an input path (reusing the last walk)."""
+    prev = _previous(ws, r, url)
     paths = list(r.paths)
     wanted = pinned_commit(r) or head_commit
-    if prev is not None and prev.commit == wanted and prev.inputs_paths == paths:
-        record = prev
-    else:
-        if prev is not None:
-            with contextlib.suppress(InputError):
-                mirror.remember_count(prev.commit, prev.count)
-        head = mirror.describe(r.branch, wanted)
-        known = (prev.commit, prev.inputs_changed["commit"]) \
-            if prev is not None and prev.inputs_paths == paths else None
-        try:
-            changed, changed_time = mirror.last_change(head.commit, paths, known)
-        except InputError:
-            changed, changed_time = mirror.last_change(head.commit, paths)
-        record = SrcHead(url=url, **asdict(head), inputs_paths=paths,
+    if prev is not None and prev[0].commit == wanted and prev[1].inputs_paths == paths:
+        head, walk = prev
+        return BranchHead(branch=head.branch, commit=head.commit, short=head.short, time=head.time,
+                          count=head.count, subject=head.subject), walk
+    if prev is not None:
+        with contextlib.suppress(InputError):
+            mirror.remember_count(prev[1].commit, prev[1].count)
+    head = mirror.describe(r.branch, wanted)
+    known = (prev[1].commit, prev[1].inputs_changed["commit"]) \
+        if prev is not None and prev[1].inputs_paths == paths else None
+    try:
+        changed, changed_time = mirror.last_change(head.commit, paths, known)
+    except InputError:
+        changed, changed_time = mirror.last_change(head.commit, paths)
+    return head, SrcWalk(commit=head.commit, count=head.count, inputs_paths=paths,
                          inputs_changed={"commit": changed, "time": changed_time})
-    build_date = suffix = None
-    if r.kind == "snapshot":
-        build_date, suffix = snapshot_suffix(record.time, record.short, record.count)
-    return SrcHead(**{**asdict(record), "build_date": build_date, "suffix": suffix})
 
 
 def pinned_commit(r: SrcRelease) -> str | None:

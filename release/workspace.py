@@ -5,8 +5,10 @@ verification) agree on paths:
 
     <work>/git/<mirror>.git                     bare src mirrors
     <work>/demo/                                generated demo repositories
-    <work>/state/<release>/src.json             branch head (commit, time, count)
-    <work>/state/<release>/src-inputs.json      blob ids of the src files the images read
+    <work>/state/<release>/src.json             branch head (commit, time, count, SOURCE_DATE_EPOCH)
+    <work>/state/<release>/src-inputs.json      blob ids of every src file the release reads
+    <work>/state/<release>/src-inputs-<flavour>.json   the ones one flavour's steps read
+    <work>/state/<release>/src-walk.json        where the last history walk stopped (fetch's own)
     <work>/state/<release>/<arch>.downloaded.json   the packages the download put in the cache
     <work>/repos/<release>/<arch>/              meta.conf, catalogue archive, catalogue.json
     <work>/locks/<release>/<arch>.json          the lock
@@ -55,6 +57,12 @@ class Workspace:
 
     def src_inputs(self, release: str) -> Path:
         return self.state(release) / "src-inputs.json"
+
+    def flavour_src_inputs(self, release: str, flavour: str) -> Path:
+        return self.state(release) / f"src-inputs-{flavour}.json"
+
+    def src_walk(self, release: str) -> Path:
+        return self.state(release) / "src-walk.json"
 
     def demo(self) -> Path:
         return self.root / "demo"
