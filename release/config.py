@@ -90,7 +90,6 @@ class Architecture:
     oci: str                        # OCI architecture
     variant: str
     byte_order: str                 # "little" or "big"
-    legacy_arch: str                # pkg's old arch string, e.g. "x86:64"
 
     @property
     def file_arch(self) -> str:
@@ -421,7 +420,7 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
                               tls_verify=g["tls_verify"], chunk_size=g["chunk_size"])
                   for n, g in tables["registries"].items()}
     arches = {n: Architecture(name=n, target=a["target"] or n, oci=a["oci"], variant=a["variant"],
-                              byte_order=a["byte_order"], legacy_arch=a["legacy_arch"])
+                              byte_order=a["byte_order"])
               for n, a in tables["architectures"].items()}
     flavours = {n: Flavour(name=n, parent=f["parent"] or None, packages=tuple(f["packages"]),
                            cmd=tuple(f["cmd"]), env=tuple(f["env"]), steps=steps[n], scripts=f["scripts"],
