@@ -44,6 +44,20 @@ def in_range(lo: int, hi: int) -> Callable[[Any], str | None]:
     return check
 
 
+def fingerprint_or_empty(value) -> str | None:
+    """An OpenPGP fingerprint as gpg prints it (40 or 64 hex digits, spaces allowed), or ''."""
+    digits = "".join(str(value).split()).upper().removeprefix("0X")
+    if not value or (len(digits) in (40, 64) and all(c in "0123456789ABCDEF" for c in digits)):
+        return None
+    return f"must be a key fingerprint (40 or 64 hex digits, as gpg --fingerprint prints it), not {value!r}"
+
+
+def url_or_empty(value) -> str | None:
+    if not value or str(value).startswith(("https://", "http://", "file://")):
+        return None
+    return f"must be an https://, http:// or file:// URL, not {value!r}"
+
+
 def epoch_policy(value) -> str | None:
     if isinstance(value, int) or value in ("src-inputs", "src-commit", "environment") or str(value).isdigit():
         return None
@@ -86,8 +100,14 @@ SCHEMA: dict[str, list[Setting]] = {
         Setting("sbom", "bool", True),
     ],
     "signing": [
-        Setting("key", "str", ""),
-        Setting("public_key", "str", ""),
+        Setting("key", "str", "", doc="ECDSA P-256 PEM (cosign, CHECKSUM .sig)"),
+        Setting("public_key", "str", "", doc="trusted ECDSA public key, for verify-tree"),
+        Setting("openpgp_key", "str", "", fingerprint_or_empty,
+                "fingerprint of the OpenPGP key in the GnuPG home (else $RELEASE_OPENPGP_KEY_FILE)"),
+        Setting("gnupg_home", "str", "", doc="GnuPG home holding openpgp_key (default: $GNUPGHOME, ~/.gnupg)"),
+        Setting("openpgp_public_key", "str", "", doc="trusted OpenPGP public key (armoured), for verify-tree"),
+        Setting("lookaside_url", "str", "", url_or_empty,
+                "public URL of the download tree's signatures/ (default: its file:// path)"),
     ],
     "registries.*": [
         Setting("url", "str"),
