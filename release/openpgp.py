@@ -4,8 +4,9 @@ Why GnuPG (python-gnupg over the gpg binary) and not an in-process library
 such as pysequoia: release engineers keep the release key in their GnuPG home,
 often on a hardware token (OpenPGP card, YubiKey) or behind gpg-agent's
 passphrase cache, and only gpg can use a key kept that way; pysequoia signs
-about 300 times faster once a key is decrypted (bench/signing.py measures
-both), but only with the secret key in its own hands.  One code path for both
+about 60 times faster once a key is unlocked (bench/signing.py measures both;
+for a release's few dozen signatures unlocking the key dominates either way),
+but only with the secret key in its own hands.  One code path for both
 ways of keeping the key, through the same gpg that podman's and skopeo's GPGME
 verifies with, and a signing cost that stays under a second for a release
 (see the README), decided it.

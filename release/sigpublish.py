@@ -217,10 +217,12 @@ def publish_signatures(plan: PublishPlan, root: Path, signer: Signer | None) -> 
     ws, release = plan.workspace, plan.release
     store = store_dir(root)
     fingerprint, entries = read_signature_record(ws.signatures_record(release))
-    if entries and (signer is None or fingerprint != signer.fingerprint):
+    if signer is None:
+        entries = []                    # no OpenPGP key configured: nothing to add, pruning still happens
+    elif entries and fingerprint != signer.fingerprint:
         raise InputError(f"{ws.signatures_record(release)}: the images were signed with OpenPGP key "
-                         f"{fingerprint}, but the configured key is "
-                         f"{signer.fingerprint if signer else 'none'}: push again with the key that publishes")
+                         f"{fingerprint}, but the configured key is {signer.fingerprint}: push again with "
+                         "the key that publishes")
     if not entries and signer is None and not store.is_dir():
         return {"signatures": 0, "directories_changed": 0}
     owner = _owner_name(plan, entries) if entries else None
