@@ -39,7 +39,7 @@ from release.sigpublish import registries_d, registries_d_name
 from tests.build_support import PrivatePodman, stamps
 from tests.conftest import PROJECT, need_tool
 from tests.httpserver import RepoServer, port_is_closed
-from tests.openpgp_support import Keys, consumer_gnupg, gpg, release_keys  # noqa: F401 (fixture)
+from tests.openpgp_support import PASSPHRASE, Keys, consumer_gnupg, gpg, release_keys  # noqa: F401 (fixture)
 from tests.pipeline_support import doit, error_lines
 from tests.registry_support import RegistryServer
 
@@ -90,7 +90,7 @@ def published(release_keys, tmp_path_factory) -> Iterator[Published]:
         config = base / "config.toml"
         config.write_text(toml.dumps(data))
         first = doit(config, work, "publish:demo", env=release_keys.env())
-        yield Published(work, tree, config, registry, web, release_keys, first.stdout)
+        yield Published(work, tree, config, registry, web, release_keys, first.stdout + first.stderr)
     assert port_is_closed(registry.port) and port_is_closed(web.port)
     assert _host_policy() == before, "the host's /etc/containers/policy.json was changed"
 
@@ -162,6 +162,8 @@ def copy_image(p: Published, source: str, dest: str) -> None:
 def test_publish_signs_every_manifest_and_index_per_tag_and_lays_out_the_store(published):
     p = published
     assert f"demo: OpenPGP signatures by {p.keys.release.fingerprint}: 27 made, 0 kept" in p.first
+    secret = p.keys.release.secret.read_text().splitlines()[3]
+    assert PASSPHRASE not in p.first and secret not in p.first          # nothing secret in doit's output
     for flavour in ("static", "dynamic", "minimal"):
         for digest in (index_digest(p, flavour), manifest_digest(p, "amd64", flavour),
                        manifest_digest(p, "aarch64", flavour)):
@@ -310,11 +312,13 @@ def test_gpg_verifies_the_checksum_signatures_and_refuses_an_altered_checksum(pu
         for name in ("CHECKSUM.SHA256", "CHECKSUM.SHA512"):
             good = gpg(home, "--verify", str(latest / f"{name}.asc"), str(latest / name))
             assert 'Good signature from "FreeBSD test release key <re@example.org>"' in good.stderr.decode()
+            print(f"gpg --verify {name}.asc {name}:\n{good.stderr.decode()}")
         altered = tmp_path / "CHECKSUM.SHA256"
         altered.write_bytes((latest / "CHECKSUM.SHA256").read_bytes().replace(b"= ", b"= 0", 1)[:-1])
         bad = gpg(home, "--verify", str(latest / "CHECKSUM.SHA256.asc"), str(altered), check=False)
         assert bad.returncode == 1
         assert 'BAD signature from "FreeBSD test release key <re@example.org>"' in bad.stderr.decode()
+        print(f"gpg --verify CHECKSUM.SHA256.asc <altered CHECKSUM.SHA256>:\n{bad.stderr.decode()}")
 
 
 def test_verify_tree_checks_the_asc_files_and_every_stored_signature(published, tmp_path):
