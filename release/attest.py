@@ -6,10 +6,12 @@
 - signing_key: the release signing key when one is configured ([signing] key,
   or $RELEASE_SIGNING_KEY_FILE / $RELEASE_SIGNING_KEY), else None;
 - verify_published_tree: every published directory of a download tree against
-  the trusted public key: detached CHECKSUM signatures, then checksums.
+  the trusted public keys: detached CHECKSUM signatures (ECDSA .sig, OpenPGP
+  .asc), then checksums; and every signature in the tree's signature store.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import asdict
@@ -22,6 +24,8 @@ from .names import image_version
 from .plans import KeySettings, SbomPlan, TreePlan
 from .records import ImageRecord, Lock, SrcHead
 from .sbom import image_sbom, sbom_bytes
+from .checksum import verify_checksums
+from .openpgp import open_verifier, read_public_key
 from .signing import KEY_ENV, KEY_FILE_ENV, SigningKey, load_public_key, load_signing_key, verify_tree
 
 
@@ -53,6 +57,13 @@ def trusted_public_key(keys: KeySettings):
     return load_public_key(Path(keys.public_key))
 
 
+def trusted_openpgp_key(keys: KeySettings) -> tuple[bytes, str] | None:
+    """The trusted OpenPGP public key of [signing] openpgp_public_key (bytes, path), or None."""
+    if not keys.openpgp_public_key:
+        return None
+    return read_public_key(keys.openpgp_public_key), keys.openpgp_public_key
+
+
 _SUFFIXED = re.compile(r"^CHECKSUM\.SHA256-(.+)$")
 
 
@@ -63,7 +74,8 @@ def published_dirs(root: Path) -> list[tuple[Path, str]]:
         found.append((latest, ""))
     for day in sorted(root.glob("snapshots/OCI-IMAGES/*/*/[0-9]*")):
         for checksum in sorted(day.glob("CHECKSUM.SHA256-*")):
-            found.append((day, _SUFFIXED.match(checksum.name).group(1)))
+            if not checksum.name.endswith((".sig", ".asc")):          # detached signatures, not suffixes
+                found.append((day, _SUFFIXED.match(checksum.name).group(1)))
     return found
 
 
@@ -75,13 +87,35 @@ def tree_root(root: str) -> Path:
 
 
 def verify_published_tree(plan: TreePlan, say: Callable[[str], None] = print) -> dict:
-    """Signatures, checksums and archives of every published directory; each problem on its own line."""
+    """Signatures, checksums and archives of every published directory, and the signature store.
+
+    Each problem is said on its own line.  The ECDSA signatures are checked
+    with [signing] public_key, the OpenPGP ones (CHECKSUM .asc files, and every
+    signature in the tree's store) with [signing] openpgp_public_key; at least
+    one of them must be configured.
+    """
+    from .sigpublish import STORE, store_dir, store_registries
+    from .sigstore import verify_store
+    from .treesign import openpgp_problems
     tree = tree_root(plan.root)
-    key = trusted_public_key(plan.signing)
+    ecdsa = trusted_public_key(plan.signing) if plan.signing.public_key else None
+    openpgp = trusted_openpgp_key(plan.signing)
+    if ecdsa is None and openpgp is None:
+        raise ReleaseError("no trusted key: set [signing] public_key or openpgp_public_key in config.toml")
     dirs = published_dirs(tree)
     if not dirs:
         raise ReleaseError(f"{tree}: no published release or snapshot found")
-    problems = [f"{d.relative_to(tree)}: {p}" for d, suffix in dirs for p in verify_tree(d, key, suffix)]
+    problems = []
+    with contextlib.ExitStack() as stack:
+        verifier = stack.enter_context(open_verifier(*openpgp)) if openpgp else None
+        for d, suffix in dirs:
+            found = verify_tree(d, ecdsa, suffix) if ecdsa is not None else verify_checksums(d, suffix)
+            if verifier is not None:
+                found += openpgp_problems(d, verifier, suffix)
+            problems += [f"{d.relative_to(tree)}: {p}" for p in found]
+        store = store_dir(tree)
+        if verifier is not None:
+            problems += [f"{STORE}/{p}" for p in verify_store(store, store_registries(store), verifier)]
     for p in problems:
         say(p)
     if problems:

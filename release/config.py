@@ -81,6 +81,10 @@ class Push:
 class Signing:
     key: str                        # private key file ("" = $RELEASE_SIGNING_KEY_FILE / $RELEASE_SIGNING_KEY)
     public_key: str                 # the trusted public key verify-tree and the tests check against
+    openpgp_key: str = ""           # OpenPGP key fingerprint in the GnuPG home ("" = $RELEASE_OPENPGP_KEY_FILE ...)
+    gnupg_home: str = ""            # that GnuPG home ("" = $GNUPGHOME or ~/.gnupg)
+    openpgp_public_key: str = ""    # the trusted OpenPGP public key (armoured) verify-tree checks against
+    lookaside_url: str = ""         # where mirrors serve the tree's signatures/ ("" = its file:// path)
 
 
 @dataclass(frozen=True)
@@ -415,7 +419,7 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
     publish = Publish(root=plain["publish"]["root"], keep=plain["publish"]["keep"])
     push = Push(release_tags=tuple(plain["push"]["release_tags"]), snapshot_tags=tuple(plain["push"]["snapshot_tags"]),
                 sbom=plain["push"]["sbom"])
-    signing = Signing(key=plain["signing"]["key"], public_key=plain["signing"]["public_key"])
+    signing = Signing(**plain["signing"])
     registries = {n: RegistrySettings(name=n, url=g["url"].rstrip("/"), namespace=g["namespace"].strip("/"),
                               tls_verify=g["tls_verify"], chunk_size=g["chunk_size"])
                   for n, g in tables["registries"].items()}

@@ -45,6 +45,20 @@ def in_range(lo: int, hi: int) -> Callable[[Any], str | None]:
     return check
 
 
+def fingerprint_or_empty(value) -> str | None:
+    """An OpenPGP fingerprint as gpg prints it (40 or 64 hex digits, spaces allowed), or ''."""
+    digits = "".join(str(value).split()).upper().removeprefix("0X")
+    if not value or (len(digits) in (40, 64) and all(c in "0123456789ABCDEF" for c in digits)):
+        return None
+    return f"must be a key fingerprint (40 or 64 hex digits, as gpg --fingerprint prints it), not {value!r}"
+
+
+def url_or_empty(value) -> str | None:
+    if not value or str(value).startswith(("https://", "http://", "file://")):
+        return None
+    return f"must be an https://, http:// or file:// URL, not {value!r}"
+
+
 def epoch_policy(value) -> str | None:
     if isinstance(value, int) or value in ("src-inputs", "src-commit", "environment") or str(value).isdigit():
         return None
@@ -57,7 +71,7 @@ SECTIONS: dict[str, str] = {
     "pkgbase": "Defaults for the pkgbase repositories (each release may override them).",
     "publish": "The download.freebsd.org-shaped tree `publish:<release>` writes.",
     "push": "Tags and attachments of `push:<release>`.",
-    "signing": "The release signing key (CHECKSUM signatures, cosign image signatures).",
+    "signing": "The release signing keys: CHECKSUM signatures, cosign and OpenPGP image signatures.",
     "registries.*": "One table per OCI registry `push:<release>` pushes to.",
     "architectures.*": "One table per TARGET_ARCH: how FreeBSD and OCI name it.",
     "flavours.*": "One table per image flavour; each is one layer on top of its parent's.",
@@ -128,11 +142,22 @@ SCHEMA: dict[str, list[Setting]] = {
                 example="false"),
     ],
     "signing": [
-        Setting("key", "str", "", doc="ECDSA P-256 private key (PEM), relative to config.toml; else "
-                "$RELEASE_SIGNING_KEY_FILE or $RELEASE_SIGNING_KEY ($RELEASE_SIGNING_KEY_PASSWORD decrypts it)",
-                example='"/secure/re-signing.pem"'),
-        Setting("public_key", "str", "", doc="the trusted public key verify-tree checks signatures against",
+        Setting("key", "str", "", doc="ECDSA P-256 private key (PEM) for cosign signatures and CHECKSUM .sig, "
+                "relative to config.toml; else $RELEASE_SIGNING_KEY_FILE or $RELEASE_SIGNING_KEY "
+                "($RELEASE_SIGNING_KEY_PASSWORD decrypts it)", example='"/secure/re-signing.pem"'),
+        Setting("public_key", "str", "", doc="the trusted ECDSA public key verify-tree checks .sig files against",
                 example='"keys/re-signing.pub"'),
+        Setting("openpgp_key", "str", "", fingerprint_or_empty,
+                "fingerprint of the OpenPGP release key in the GnuPG home (image signatures, CHECKSUM .asc); "
+                "else $RELEASE_OPENPGP_KEY_FILE or $RELEASE_OPENPGP_KEY with $RELEASE_OPENPGP_PASSPHRASE",
+                '"0123456789ABCDEF0123456789ABCDEF01234567"'),
+        Setting("gnupg_home", "str", "", doc="GnuPG home holding openpgp_key (default: $GNUPGHOME, ~/.gnupg)",
+                example='"/home/re/.gnupg"'),
+        Setting("openpgp_public_key", "str", "", doc="the trusted OpenPGP public key (armoured) verify-tree "
+                "checks .asc files and the signature store against", example='"keys/re-signing.asc"'),
+        Setting("lookaside_url", "str", "", url_or_empty,
+                "public URL of the download tree's signatures/ (default: its file:// path)",
+                '"https://download.freebsd.org/signatures"'),
     ],
     "registries.*": [
         Setting("url", "str", doc="registry base URL", example='"https://registry.example.org"'),

@@ -74,24 +74,28 @@ def _go_json(value) -> str:
 
 def _check_text(what: str, value: str) -> None:
     if not isinstance(value, str) or not value or any(ord(c) < 0x20 for c in value):
-        raise InputError(f"cosign payload: {what} {value!r} must be non-empty text without control characters")
+        raise InputError(f"simple-signing payload: {what} {value!r} must be non-empty text without control "
+                         "characters")
 
 
 def simple_signing_payload(docker_reference: str, manifest_digest: str,
-                           optional: dict[str, str | int] | None = None) -> bytes:
+                           optional: dict[str, str | int] | None = None, *,
+                           signature_type: str = SIGNATURE_TYPE) -> bytes:
     """The payload cosign signs for *docker_reference* (repository, no tag) at *manifest_digest*.
 
     *optional*: cosign's ``-a key=value`` annotations (None gives ``"optional":null``,
-    like cosign without annotations).
+    like cosign without annotations).  *signature_type* "atomic container
+    signature" makes the payload of containers' OpenPGP simple signing
+    (release/sigstore.py), whose reference carries the tag it was pushed as.
     """
     _check_text("docker-reference", docker_reference)
     if "@" in docker_reference:
-        raise InputError(f"cosign payload: docker-reference {docker_reference!r} must not carry a digest")
+        raise InputError(f"simple-signing payload: docker-reference {docker_reference!r} must not carry a digest")
     if not _DIGEST.match(manifest_digest):
-        raise InputError(f"cosign payload: {manifest_digest!r} is not a manifest digest")
+        raise InputError(f"simple-signing payload: {manifest_digest!r} is not a manifest digest")
     critical = ('{"identity":{"docker-reference":' + _go_json(docker_reference) + '},'
                 '"image":{"docker-manifest-digest":' + _go_json(manifest_digest) + '},'
-                '"type":' + _go_json(SIGNATURE_TYPE) + '}')
+                '"type":' + _go_json(signature_type) + '}')
     if optional is None:
         extra = "null"
     else:
@@ -116,41 +120,45 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
     seen: dict = {}
     for key, value in pairs:
         if key in seen:
-            raise SignatureError(f"cosign payload: duplicate key {key!r}")
+            raise SignatureError(f"simple-signing payload: duplicate key {key!r}")
         seen[key] = value
     return seen
 
 
-def parse_simple_signing(payload: bytes) -> SimpleSigning:
-    """Parse *payload* with containers/image's rules (paranoid: exact keys, no duplicates)."""
+def parse_simple_signing(payload: bytes, signature_type: str = SIGNATURE_TYPE) -> SimpleSigning:
+    """Parse *payload* with containers/image's rules (paranoid: exact keys, no duplicates).
+
+    The same rules hold for both payload types (signature/internal/sigstore_payload.go
+    and signature/simple.go), but for *signature_type*.
+    """
     try:
         data = json.loads(payload, object_pairs_hook=_no_duplicates)
     except (ValueError, UnicodeDecodeError) as e:
-        raise SignatureError(f"cosign payload: not JSON ({str(e).splitlines()[0]})") from None
-    top = _strict_object(data, "cosign payload", {"critical", "optional"})
+        raise SignatureError(f"simple-signing payload: not JSON ({str(e).splitlines()[0]})") from None
+    top = _strict_object(data, "simple-signing payload", {"critical", "optional"})
     creator = timestamp = None
     if top["optional"] is not None:
-        optional = _strict_object(top["optional"], "cosign payload optional")
+        optional = _strict_object(top["optional"], "simple-signing payload optional")
         if "creator" in optional:
             if not isinstance(optional["creator"], str):
-                raise SignatureError("cosign payload: optional.creator is not a string")
+                raise SignatureError("simple-signing payload: optional.creator is not a string")
             creator = optional["creator"]
         if "timestamp" in optional:
             value = optional["timestamp"]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-                raise SignatureError("cosign payload: optional.timestamp is not an integer")
+                raise SignatureError("simple-signing payload: optional.timestamp is not an integer")
             timestamp = int(value)
-    critical = _strict_object(top["critical"], "cosign payload critical", {"type", "image", "identity"})
-    if critical["type"] != SIGNATURE_TYPE:
-        raise SignatureError(f"cosign payload: unrecognised signature type {critical['type']!r}")
-    image = _strict_object(critical["image"], "cosign payload critical.image", {"docker-manifest-digest"})
+    critical = _strict_object(top["critical"], "simple-signing payload critical", {"type", "image", "identity"})
+    if critical["type"] != signature_type:
+        raise SignatureError(f"simple-signing payload: unrecognised signature type {critical['type']!r}")
+    image = _strict_object(critical["image"], "simple-signing payload critical.image", {"docker-manifest-digest"})
     digest = image["docker-manifest-digest"]
     if not isinstance(digest, str) or not _DIGEST.match(digest):
-        raise SignatureError(f"cosign payload: invalid docker-manifest-digest {digest!r}")
-    identity = _strict_object(critical["identity"], "cosign payload critical.identity", {"docker-reference"})
+        raise SignatureError(f"simple-signing payload: invalid docker-manifest-digest {digest!r}")
+    identity = _strict_object(critical["identity"], "simple-signing payload critical.identity", {"docker-reference"})
     reference = identity["docker-reference"]
     if not isinstance(reference, str):
-        raise SignatureError("cosign payload: docker-reference is not a string")
+        raise SignatureError("simple-signing payload: docker-reference is not a string")
     return SimpleSigning(reference, digest, creator, timestamp)
 
 

@@ -7,6 +7,9 @@ so a crash or a bad input never leaves a half-written file under a real name.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
 import hashlib
 import json
 import os
@@ -116,6 +119,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o755)
+        if path.exists() and exchange(tmp, path):    # one step: readers see the old or the new directory
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         old = None
         if path.exists():
             old = path.with_name(TMP_PREFIX + path.name + ".old")
@@ -128,3 +134,28 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+RENAME_EXCHANGE = 2
+_libc = None
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """renameat2(RENAME_EXCHANGE): atomically swap two directory entries (Linux >= 3.15).
+
+    False where the system has no such call; the caller then falls back to two renames.
+    """
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    func = getattr(_libc, "renameat2", None)
+    if func is None:
+        return False
+    at_fdcwd = -100
+    rc = func(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), RENAME_EXCHANGE)
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            return False
+        raise OSError(err, os.strerror(err), str(b))
+    return True

@@ -205,7 +205,10 @@ def checksum_plan(cfg: Config, release: str, arch: str) -> ChecksumPlan:
 # --------------------------------------------------------------------------- releasing
 
 def key_settings(cfg: Config) -> KeySettings:
-    return KeySettings(key=_abs(cfg, cfg.signing.key), public_key=_abs(cfg, cfg.signing.public_key))
+    s = cfg.signing
+    return KeySettings(key=_abs(cfg, s.key), public_key=_abs(cfg, s.public_key), openpgp_key=s.openpgp_key,
+                       gnupg_home=_abs(cfg, s.gnupg_home), openpgp_public_key=_abs(cfg, s.openpgp_public_key),
+                       lookaside_url=s.lookaside_url)
 
 
 def publish_root(cfg: Config, override: str | None = None) -> str:
@@ -221,7 +224,7 @@ def publish_plan(cfg: Config, release: str, root: str | None = None) -> PublishP
     r = cfg.release(release)
     return PublishPlan(workspace(cfg), release=release, kind=r.kind, version=r.version, files=_files(cfg, release),
                        root=publish_root(cfg, root), keep=cfg.publish.keep, signing=key_settings(cfg),
-                       src=src_location(cfg, r))
+                       src=src_location(cfg, r), registries=tuple(cfg.registries.values()))
 
 
 def push_plan(cfg: Config, release: str) -> PushPlan:

@@ -384,10 +384,14 @@ class ArchFiles:
 
 @dataclass(frozen=True)
 class KeySettings:
-    """The release signing key and the trusted public key ("" = none configured; the environment may name one)."""
+    """The release signing keys and the trusted public keys ("" = none configured; the environment may name one)."""
 
     key: str
     public_key: str
+    openpgp_key: str = ""           # fingerprint of the OpenPGP key in the GnuPG home
+    gnupg_home: str = how(default="")     # where that key is kept: not what is signed
+    openpgp_public_key: str = ""
+    lookaside_url: str = ""         # where mirrors serve the tree's signatures/ ("" = its file:// path)
 
 
 @dataclass(frozen=True)
@@ -402,6 +406,7 @@ class PublishPlan(Plan):
     keep: int = 7
     signing: KeySettings = field(default=None)     # type: ignore[assignment]
     src: SrcLocation = how(default=None)
+    registries: tuple[RegistrySettings, ...] = ()  # named by the signature store's registries.d and policy
 
 
 @dataclass(frozen=True)

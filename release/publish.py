@@ -19,13 +19,14 @@ moment without Latest, never a mixed one).  A reader that has opened Latest
 keeps reading the build it opened: the superseded Latest, and the files only it
 references, stay (under a temporary name) until the next publish removes them.
 Publishing the same build again changes nothing.  Old snapshot dates beyond
-the configured number are pruned.
+the configured number are pruned.  The CHECKSUM files are signed by the
+configured keys (release/treesign.py), and the OpenPGP signatures push made of
+the images join the tree's signature store (release/sigpublish.py), in the
+same locked publish.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -34,18 +35,18 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from .attest import signing_key, tree_root
+from .attest import tree_root
 from .changes import buildinfo, compare, text
 from .errors import ReleaseError
-from .fsutil import TMP_PREFIX, atomic_output, pretty_json, read_json, remove_partials
+from .fsutil import TMP_PREFIX, atomic_output, exchange as _exchange, pretty_json, read_json, remove_partials
 from .names import CHECKSUM_FILES as CHECKSUMS
 from .names import snapshot_name
 from .plans import PublishPlan
 from .records import Lock, SrcHead
-from .signing import PUBLIC_KEY_NAME, SIGNATURE_SUFFIX, sign_checksums, signature_ok
+from .sigpublish import publish_signatures
 from .sources import mirror_of
+from .treesign import TreeSigners, tree_signers
 
-RENAME_EXCHANGE = 2
 _DATE = re.compile(r"^\d{8}$")
 
 
@@ -58,25 +59,25 @@ def publish_release(plan: PublishPlan) -> dict:
     root = tree_root(plan.root)
     root.mkdir(parents=True, exist_ok=True)
     changed = {}
-    with _tree_lock(root):
+    with _tree_lock(root), tree_signers(plan.signing) as signers:
         for files in plan.files:
             if plan.kind == "snapshot":
-                changed[files.arch] = _publish_snapshot(plan, files.arch, list(files.names), root)
+                changed[files.arch] = _publish_snapshot(plan, files.arch, list(files.names), root, signers)
             else:
-                changed[files.arch] = _publish_release(plan, files.arch, list(files.names), root)
-    return {"changed": changed}
+                changed[files.arch] = _publish_release(plan, files.arch, list(files.names), root, signers)
+        store = publish_signatures(plan, root, signers.openpgp)
+    return {"changed": changed, "signature_store": store}
 
 
 # --------------------------------------------------------------------------- releases
 
-def _publish_release(plan: PublishPlan, arch: str, plain: list[str], root: Path) -> bool:
+def _publish_release(plan: PublishPlan, arch: str, plain: list[str], root: Path, signers: TreeSigners) -> bool:
     out = plan.workspace.arch_dir(plan.release, arch)
     base = root / "releases" / "OCI-IMAGES" / plan.version / arch
     latest = base / "Latest"
     wanted = {n: out / n for n in [*plain, *CHECKSUMS]}
     _require(wanted)
-    key = signing_key(plan.signing)
-    if _holds(latest, wanted, key):
+    if _holds(latest, wanted, signers):
         return False
     base.mkdir(parents=True, exist_ok=True)
     remove_partials(base)
@@ -85,28 +86,26 @@ def _publish_release(plan: PublishPlan, arch: str, plain: list[str], root: Path)
     stage.mkdir()
     for name, source in wanted.items():
         _place(source, stage / name)
-    if key is not None:
-        sign_checksums(stage, key)
+    signers.sign(stage)
     _swap_in(stage, latest)
     return True
 
 
 # --------------------------------------------------------------------------- snapshots
 
-def _publish_snapshot(plan: PublishPlan, arch: str, plain: list[str], root: Path) -> bool:
+def _publish_snapshot(plan: PublishPlan, arch: str, plain: list[str], root: Path, signers: TreeSigners) -> bool:
     ws = plan.workspace
     src = SrcHead.load(ws.src_json(plan.release))
     suffix, date = src.suffix or "", src.build_date or ""
     out = ws.arch_dir(plan.release, arch)
     _require({n: out / n for n in [*plain, *CHECKSUMS]})
-    key = signing_key(plan.signing)
     base = root / "snapshots" / "OCI-IMAGES" / plan.version / arch
     day, latest = base / date, base / "Latest"
     info = buildinfo(release=plan.release, version=plan.version, suffix=suffix, arch=arch, src=asdict(src),
                      lock=Lock.load(ws.lock(plan.release, arch)).document)
     previous = _published_buildinfo(latest)
     if previous is not None and previous.get("suffix") == suffix and \
-            _snapshot_current(day, latest, plain, suffix, key):
+            _snapshot_current(day, latest, plain, suffix, signers):
         return False
     if previous is not None and previous.get("suffix") == suffix:
         previous = _published_buildinfo_at(day, suffix, "previous")
@@ -128,10 +127,8 @@ def _publish_snapshot(plan: PublishPlan, arch: str, plain: list[str], root: Path
     _write(day / f"CHANGES-{suffix}.txt", text(report).encode())
     links = {name: f"../{date}/{snapshot_name(name, suffix)}" for name in plain}
     links.update({c: f"../{date}/{c}-{suffix}" for c in CHECKSUMS})
-    if key is not None:
-        sign_checksums(day, key, suffix)
-        links.update({f"{c}{SIGNATURE_SUFFIX}": f"../{date}/{c}-{suffix}{SIGNATURE_SUFFIX}" for c in CHECKSUMS})
-        links[PUBLIC_KEY_NAME] = f"../{date}/{PUBLIC_KEY_NAME}"
+    signers.sign(day, suffix)
+    links.update({plain_name: f"../{date}/{name}" for name, plain_name in signers.names(suffix).items()})
     links.update({f"{n}.{ext}": f"../{date}/{n}-{suffix}.{ext}"
                   for n, ext in (("BUILDINFO", "json"), ("CHANGES", "json"), ("CHANGES", "txt"))})
     stage = base / f"{TMP_PREFIX}Latest.{os.getpid()}"
@@ -169,26 +166,11 @@ def _published_buildinfo_at(day: Path, suffix: str, key: str) -> dict | None:
     return None
 
 
-def _snapshot_current(day: Path, latest: Path, plain: list[str], suffix: str, key) -> bool:
+def _snapshot_current(day: Path, latest: Path, plain: list[str], suffix: str, signers: TreeSigners) -> bool:
     expected = [snapshot_name(n, suffix) for n in plain] + [f"{c}-{suffix}" for c in CHECKSUMS]
-    if key is not None and verify_tree_signatures(day, key, suffix):
+    if not all((day / n).is_file() for n in expected) or signers.problems(day, suffix):
         return False
-    return all((day / n).is_file() for n in expected) and all((latest / n).exists() for n in plain)
-
-
-def verify_tree_signatures(directory: Path, key, suffix: str = "") -> list[str]:
-    """Problems with the detached signatures only (the publish step re-signs when there are any)."""
-    problems = []
-    for c in CHECKSUMS:
-        data_path = directory / (f"{c}-{suffix}" if suffix else c)
-        sig = data_path.with_name(data_path.name + SIGNATURE_SUFFIX)
-        try:
-            data = data_path.read_bytes()
-        except OSError:
-            data = None
-        if data is None or not signature_ok(sig, key.public_key, data):
-            problems.append(sig.name)
-    return problems
+    return all((latest / n).exists() for n in [*plain, *signers.names(suffix).values()])
 
 
 def _tidy(base: Path, latest: Path, keep: int, today: str) -> None:
@@ -225,14 +207,13 @@ def _require(files: dict[str, Path]) -> None:
         raise PublishError(f"{missing[0]}: not built (run the build task first)")
 
 
-def _holds(directory: Path, wanted: dict[str, Path], key=None) -> bool:
-    """The published directory already holds exactly these files (same checksums and sizes), signed if a key is."""
+def _holds(directory: Path, wanted: dict[str, Path], signers: TreeSigners) -> bool:
+    """The published directory already holds exactly these files (same checksums and sizes), signed by the keys."""
     try:
         present = {p.name for p in directory.iterdir()}
     except FileNotFoundError:
         return False
-    signed = {f"{c}{SIGNATURE_SUFFIX}" for c in CHECKSUMS} | {PUBLIC_KEY_NAME} if key is not None else set()
-    if present != set(wanted) | signed or (key is not None and verify_tree_signatures(directory, key)):
+    if present != set(wanted) | set(signers.names()) or signers.problems(directory):
         return False
     for name, source in wanted.items():
         if (directory / name).stat().st_size != source.stat().st_size:
@@ -298,27 +279,6 @@ def _swap_in(stage: Path, target: Path) -> None:
 
 def _drop_superseded(base: Path) -> None:
     shutil.rmtree(base / SUPERSEDED, ignore_errors=True)
-
-
-_libc = None
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """renameat2(RENAME_EXCHANGE): atomically swap two directory entries (Linux >= 3.15)."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    func = getattr(_libc, "renameat2", None)
-    if func is None:
-        return False
-    at_fdcwd = -100
-    rc = func(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), RENAME_EXCHANGE)
-    if rc != 0:
-        err = ctypes.get_errno()
-        if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-            return False
-        raise OSError(err, os.strerror(err), str(b))
-    return True
 
 
 @contextlib.contextmanager

@@ -4,7 +4,10 @@ Per registry and flavour (parents first, so children mount their layers): the
 multi-arch index, its per-arch manifests and every blob, pushed by digest and
 then tagged (freebsd-static:14.2-RELEASE, :14.2, :14; snapshots :15.snap and
 :15.snap<YYYYMMDD>).  With a signing key, each per-arch manifest and the index
-get a cosign signature (`sha256-<hex>.sig`); with [push] sbom, each image's
+get a cosign signature (`sha256-<hex>.sig`); with an OpenPGP key, each of them
+gets, per pushed tag, a containers simple-signing signature in the release's
+lookaside store (release/sigstore.py), which publish carries into the download
+tree; with [push] sbom, each image's
 SPDX document is pushed as an OCI artifact whose subject is the image manifest,
 announced through the referrers API or, where the registry has none, the
 `sha256-<hex>` referrers tag.
@@ -26,6 +29,7 @@ from .records import ImageRecord, SrcHead, load_json
 from .regauth import find_credentials
 from .registry import Registry
 from .sbom import Attachment, referrers_index, sbom_artifact
+from .sigstore import PushSignatures, configured_signer
 from .textvars import expand
 from .workspace import Workspace
 
@@ -45,16 +49,24 @@ def push_release(plan: PushPlan, say: Callable[[str], None] = print) -> dict:
     src = SrcHead.load(plan.workspace.src_json(plan.release))
     key = signing_key(plan.signing)
     results = {}
-    for reg in plan.registries:
-        host = urllib.parse.urlsplit(reg.url).netloc
-        with Registry(reg.url, tls_verify=reg.tls_verify, credentials=find_credentials(host),
-                      retries=plan.http.retries, timeout=plan.http.timeout,
-                      chunk_size=reg.chunk_size, user_agent=plan.http.user_agent) as client:
-            results[reg.name] = _push_to(plan, client, host, reg.namespace, src, key, say)
+    with configured_signer(plan.signing) as openpgp:
+        store = None if openpgp is None else \
+            PushSignatures(plan.workspace, plan.release, openpgp, plan.http.user_agent)
+        for reg in plan.registries:
+            host = urllib.parse.urlsplit(reg.url).netloc
+            with Registry(reg.url, tls_verify=reg.tls_verify, credentials=find_credentials(host),
+                          retries=plan.http.retries, timeout=plan.http.timeout,
+                          chunk_size=reg.chunk_size, user_agent=plan.http.user_agent) as client:
+                results[reg.name] = _push_to(plan, client, host, reg.namespace, src, key, say, store)
+        if store is not None:
+            made = store.save()
+            say(f"{plan.release}: OpenPGP signatures by {openpgp.fingerprint}: {made} made, "
+                f"{store.count - made} kept ({store.root})")
     return results
 
 
-def _push_to(plan: PushPlan, client: Registry, host: str, namespace: str, src: SrcHead, key, say) -> dict:
+def _push_to(plan: PushPlan, client: Registry, host: str, namespace: str, src: SrcHead, key, say,
+             store: PushSignatures | None = None) -> dict:
     ws = plan.workspace
     tags = tags_for(plan, src)
     pushed: list[str] = []
@@ -71,6 +83,8 @@ def _push_to(plan: PushPlan, client: Registry, host: str, namespace: str, src: S
                 existing = client.get_manifest(repo, signature_tag(desc["digest"]), accept=(MEDIA_MANIFEST,))
                 _push_attachment(client, ws, repo, sign_image(key, f"{host}/{repo}", desc["digest"],
                                                               existing=existing))
+        if store is not None:
+            store.sign(host, repo, tags, [i.manifest["digest"] for i in images.values()] + [index_desc["digest"]])
         if plan.sbom:
             created = src.source_date_epoch
             for arch, name in flavour.sboms:
@@ -80,7 +94,7 @@ def _push_to(plan: PushPlan, client: Registry, host: str, namespace: str, src: S
                                                                title=path.name))
         say(f"{client.base}/{repo}: {', '.join(tags)} -> {index_desc['digest']} "
             f"({report.bytes_uploaded} bytes uploaded, {report.blobs_present} blobs present, "
-            f"{report.blobs_mounted} mounted)" + (", signed" if key is not None else ""))
+            f"{report.blobs_mounted} mounted)" + (", signed" if key is not None or store is not None else ""))
     return {"repositories": pushed, "bytes_uploaded": uploaded}
 
 

@@ -139,6 +139,14 @@ class Workspace:
     def layout_dir(self, release: str, flavour: str) -> Path:
         return self.out(release) / "oci" / flavour
 
+    def signatures_dir(self, release: str) -> Path:
+        """The OpenPGP signatures push made of the release's images: a lookaside store (release/sigstore.py)."""
+        return self.out(release) / "signatures"
+
+    def signatures_record(self, release: str) -> Path:
+        """What each file of signatures_dir() signs, and with which key."""
+        return self.out(release) / "signatures.json"
+
     def verify_dir(self, release: str) -> Path:
         return self.root / "verify" / release
 

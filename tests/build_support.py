@@ -345,10 +345,14 @@ class PrivatePodman:
                 "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none", *args]
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run(self._argv(*args), capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "TMPDIR": str(self.base / "tmp")})
+        proc = self.run(*args)
         assert proc.returncode == 0, f"podman {' '.join(args)}: {proc.stderr.strip()[-2000:]}"
         return proc
+
+    def run(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        """podman *args*, whatever it answers (*env* adds to the environment, e.g. a private HOME)."""
+        return subprocess.run(self._argv(*args), capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "TMPDIR": str(self.base / "tmp"), **(env or {})})
 
     def inspect(self, ref: str) -> dict:
         return json.loads(self("image", "inspect", ref).stdout)[0]

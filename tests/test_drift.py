@@ -162,6 +162,10 @@ MUTATIONS: dict[str, Mutation] = {
     "push.sbom": lambda d, r, w: d["push"].update(sbom=False),
     "signing.key": lambda d, r, w: d["signing"].update(key="keys/none.pem"),
     "signing.public_key": lambda d, r, w: d["signing"].update(public_key="keys/none.pub"),
+    "signing.openpgp_key": lambda d, r, w: d["signing"].update(openpgp_key="0123456789ABCDEF0123456789ABCDEF01234567"),
+    "signing.gnupg_home": lambda d, r, w: d["signing"].update(gnupg_home="keys/gnupg"),
+    "signing.openpgp_public_key": lambda d, r, w: d["signing"].update(openpgp_public_key="keys/none.asc"),
+    "signing.lookaside_url": lambda d, r, w: d["signing"].update(lookaside_url="https://example.org/signatures"),
     "registries.*.url": lambda d, r, w: d["registries"]["local"].update(url="http://127.0.0.1:10"),
     "registries.*.namespace": lambda d, r, w: d["registries"]["local"].update(namespace="other"),
     "registries.*.tls_verify": lambda d, r, w: d["registries"]["local"].update(tls_verify=False),
@@ -221,7 +225,8 @@ RUN_OPTIONS = {"steps.run.command", "steps.run.timeout"}
 NO_BUILD_EFFECT = {
     "pipeline.jobs", "pipeline.zstd_level", "pipeline.http_timeout", "pipeline.http_retries", "pipeline.user_agent",
     "src.mirror", "pkgbase.pubkey", "publish.root", "publish.keep", "push.release_tags", "push.snapshot_tags",
-    "push.sbom", "signing.key", "signing.public_key", "registries.*.url", "registries.*.namespace",
+    "push.sbom", "signing.key", "signing.public_key", "signing.openpgp_key", "signing.gnupg_home",
+    "signing.openpgp_public_key", "signing.lookaside_url", "registries.*.url", "registries.*.namespace",
     "registries.*.tls_verify", "registries.*.chunk_size", "releases.*.pubkey",
 }
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 mode=${1:-run}
 RUNTIME_DEBS="python3-venv python3-pip ca-certificates"
-TEST_DEBS="git openssl xz-utils zstd libarchive-tools libdb1-compat umoci skopeo podman docker-registry \
+TEST_DEBS="git openssl gnupg curl xz-utils zstd libarchive-tools libdb1-compat umoci skopeo podman docker-registry \
 apache2-utils qemu-user-static busybox-static"
 
 apt_install() {
