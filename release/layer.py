@@ -31,7 +31,7 @@ from .fsutil import file_digest, identity
 from .install import run_script_action
 from .layerblob import write_layer_blob
 from .pkgfile import open_package
-from .pkgmeta import cached_package, install_order, remember, tar_meta_of, write_pkgdb_entry
+from .pkgmeta import cached_package, config_text, install_order, remember, write_pkgdb_entry
 from .plans import LayerPlan
 from .records import BuiltLayer, LayerRecord, LockedPackage, PackageIndex, PackageSet, SrcInputs
 from .sources import SrcFiles
@@ -58,7 +58,8 @@ class LayerInputs:
             return [{"name": p.name, "version": p.version, "sum": p.sum} for p in ps]
         return {"packages": pkgs(self.packages), "src": self.src.inputs,
                 "source_date_epoch": self.src.source_date_epoch, "parent_view": self.parent_view_digest,
-                "pkgdb": pkgs(self.pkgdb_packages),
+                # the database records whether each package was asked for by name (pkg's "automatic")
+                "pkgdb": [dict(x, reason=p.reason) for x, p in zip(pkgs(self.pkgdb_packages), self.pkgdb_packages)],
                 "parent_layers": [{"digest": x.digest, "media_type": x.media_type} for x in self.parent_layers]}
 
 
@@ -131,7 +132,7 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
             emulation.run_steps(tree, commands)
         if plan.pkgdb:
             write_pkgdb_entry(ws, tree, list(inputs.pkgdb_packages), schema=plan.pkgdb.schema, time=sde,
-                              metas=metas)
+                              repository=plan.pkgdb.repository, metas=metas)
         blob = write_layer_blob(ws.blobs(), tree, compression=plan.compression, sde=sde)
         view, index = tree.child_view(), tree.package_index()
     layer = LayerRecord(identity=ident, **blob, created_by=_created_by(plan, inputs, script_log),
@@ -169,16 +170,17 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
                 if phase != "post-install":
                     for s in found:
                         run_script_action(tree, s, pkg.name, byte_order)
-            tar_meta: dict[str, dict] = {}
+            config: dict[str, str] = {}
             for entry, stream in reader.entries():
                 e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
                           target=entry.target, mtime=min(entry.mtime, sde))
-                tar_meta[entry.path] = tar_meta_of(entry)
                 if entry.kind == "file":
                     tree.add_stream(e, pkg.name, stream)
+                    if entry.config:
+                        config[entry.path] = config_text(tree.read(entry.path) or b"")
                 else:
                     tree.add_package_entry(e, pkg.name)
-            metas[pkg.sum] = remember(ws, pkg, reader.manifest, tar_meta)
+            metas[pkg.sum] = remember(ws, pkg, reader.manifest, config)
         post += [(pkg.name, found) for phase, found in found_steps if phase == "post-install"]
     for package, found in post:
         for s in found:

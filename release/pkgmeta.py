@@ -1,11 +1,11 @@
 """What the pkg database needs to know of each installed package, remembered by its sum.
 
 A flavour that ships pkg gets /var/db/pkg/local.sqlite listing every package of
-the image, its parents' included.  The database needs each package's manifest
-and the metadata pkg records per installed file (owner, group, mode, mtime,
-symlink target; older manifests lack some of it, the tar headers have it).
-The layer that installs a package records both under cache/meta/<sum>.json as
-it streams the package, so a child's database does not read its parents'
+the image, its parents' included.  pkg registers a package from its manifest
+(before extracting it) and then stores the text of its @config files from the
+archive (for its three-way merge on upgrade), so the database needs both.  The
+layer that installs a package records them under cache/meta/<sum>.json as it
+streams the package, so a child's database does not read its parents'
 packages again.
 """
 from __future__ import annotations
@@ -60,15 +60,14 @@ def install_order(ws: Workspace, packages: Iterable[LockedPackage]) -> list[Lock
     return [by_name[n] for n in done]
 
 
-def tar_meta_of(entry) -> dict:
-    """What pkg records of an installed file that an old-generation manifest lacks (from its tar header)."""
-    return {"uname": entry.uname, "gname": entry.gname, "perm": f"{entry.mode:04o}", "mtime": entry.mtime,
-            "symlink_target": entry.target if entry.kind == "symlink" else None}
+def config_text(data: bytes) -> str:
+    """An @config file's bytes as JSON-safe text for the package's meta record."""
+    return data.decode("utf-8", "surrogateescape")
 
 
-def remember(ws: Workspace, p: LockedPackage, manifest: dict, tar_meta: dict) -> dict:
-    """Remember a package's manifest and tar-header metadata (keyed by its sum) for pkgdb."""
-    meta = {"manifest": manifest, "tar_meta": tar_meta}
+def remember(ws: Workspace, p: LockedPackage, manifest: dict, config: dict[str, str]) -> dict:
+    """Remember a package's manifest and the texts of its @config files (keyed by its sum) for pkgdb."""
+    meta = {"manifest": manifest, "config": config}
     write_if_changed(_meta_path(ws, p), pretty_json(meta))
     return meta
 
@@ -76,30 +75,37 @@ def remember(ws: Workspace, p: LockedPackage, manifest: dict, tar_meta: dict) ->
 def _load_meta(ws: Workspace, p: LockedPackage) -> dict:
     path = _meta_path(ws, p)
     if path.is_file():
-        return read_json(path)
-    tar_meta = {}
+        meta = read_json(path)
+        if "config" in meta:
+            return meta
+    config: dict[str, str] = {}
     with open_package(cached_package(ws, p), p.label) as reader:
         for entry, stream in reader.entries():
-            if stream is not None:
+            if stream is not None and entry.config:
+                config[entry.path] = config_text(stream.read())
+            elif stream is not None:
                 while stream.read(1 << 20):
                     pass
-            tar_meta[entry.path] = tar_meta_of(entry)
-        return remember(ws, p, reader.manifest, tar_meta)
+        return remember(ws, p, reader.manifest, config)
 
 
 def write_pkgdb_entry(ws: Workspace, tree: LayerTree, packages: list[LockedPackage], *, schema: int, time: int,
-                      metas: dict[str, dict]) -> None:
-    """/var/db/pkg/local.sqlite listing every package of the image, parents' first."""
+                      repository: str | None, metas: dict[str, dict]) -> None:
+    """/var/db/pkg/local.sqlite listing every package of the image, parents' first.
+
+    A package the lock pulled in as a dependency (not asked for by name) is
+    recorded as pkg records it: automatic.
+    """
     manifests = []
     for p in packages:
         meta = metas.get(p.sum) or _load_meta(ws, p)
-        manifest = dict(meta["manifest"])
-        manifest["_tar_meta"] = meta["tar_meta"]
-        manifests.append(manifest)
+        manifests.append(dict(meta["manifest"], _automatic=(p.reason or "requested") != "requested",
+                              _config_content={k: v.encode("utf-8", "surrogateescape")
+                                               for k, v in meta["config"].items()}))
     ws.tmp().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ws.tmp()) as tmp:
         dest = Path(tmp) / "local.sqlite"
-        write_pkgdb(dest, manifests, time=time, schema=schema)
+        write_pkgdb(dest, manifests, time=time, schema=schema, repository=repository)
         data = dest.read_bytes()
     for d in ("/var", "/var/db", "/var/db/pkg"):
         if d not in tree.items and d not in tree.parent.dirs:

@@ -219,6 +219,7 @@ class PkgDatabase:
 
     schema: int
     flavours: tuple[str, ...]   # the image's chain, root first (every package of the image is listed)
+    repository: str | None = None   # the name the image's repo-conf gives its repository (pkg's annotation)
 
 
 @dataclass(frozen=True)

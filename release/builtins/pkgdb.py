@@ -1,124 +1,85 @@
-"""/var/db/pkg/local.sqlite, registered as pkg(8) would, but byte-reproducible.
+"""/var/db/pkg/local.sqlite as the image's pkg(8) would have written it, but byte-reproducible.
 
 An image must carry pkg's database of installed packages, or pkg in the image
 believes nothing is installed.  Running pkg on the build host would stamp the
 host's clock, the host's SQLite and the transaction history into the file, so
-this module replays libpkg's pkgdb_register_pkg() with Python's sqlite3: the
-same CREATE statements (see pkgdb_schema), the same INSERTs in the same order,
-one package after another in install order (libpkg/pkgdb.c of freebsd/pkg at
-commit ea2a04600fd2a340d3f7be15a50c343d42fb29ed; schema 42 is reconstructed).
+this module replays what libpkg does: pkgdb_init()'s statements for the
+targeted generation (pkgdb_schema: 36 for pkg 1.21.x-2.3.x, 42 for pkg >= 2.8),
+then pkgdb_register_pkg() for every package in install order, with the rows
+pkgdb_rows derives from each manifest exactly as that generation does.
 
-What is fixed on purpose, compared with a database pkg writes:
+Columns pkg fills with install-time values, and what the image gets instead:
+``packages.time`` is pkg's NOW() (the wall clock; pkg 2.x honours
+PKG_INSTALL_EPOCH) and here the build's SOURCE_DATE_EPOCH.  Everything else
+is a function of the packages, the repository name and the install reason.
 
-- ``time`` is the caller's SOURCE_DATE_EPOCH for every package (pkg's NOW(),
-  overridable by PKG_INSTALL_EPOCH, would be the wall clock); ``automatic`` is 0
-  because every package of a flavour is requested by name.
-- Annotations: pkg_add_common() adds ``repository`` (the repository's name in
-  pkg.conf) and ``repo_type`` (``binary``) to every package it installs from a
-  repository, and ``pkg info``/``pkg upgrade -r`` read them back.  An image built
-  from FreeBSD's pkgbase repository therefore carries ``repository = base`` and
-  ``repo_type = binary``, which is exactly what the image's own
-  /usr/local/etc/pkg/repos/base.conf names.  Both come from configuration, never
-  from the build host; pass ``repository=None`` to record none (a package added
-  from a file carries none either).
-- ``manifestdigest`` is what pkg computes from a catalogue entry during
-  ``pkg update`` and copies onto the installed package (pkg_checksum_generate
-  with scripts excluded and the version included): "2$2$" and the z-base32 of a
-  BLAKE2b-512 over the sorted (key, value) pairs name, origin, version, arch,
-  options, required_shlib, provided_shlib, user, group, depend (name~origin),
-  provide and require.  pkg only compares digests to skip a deeper comparison,
-  so a differing spelling costs time in ``pkg upgrade``, not a reinstall.
-- File mtimes (schema 42) are clamped to ``time``, like the layer's tar headers.
-
-SQLite itself: the file is built in a temporary file next to *dest* with
-journal_mode=DELETE (no -wal/-shm), in one transaction, then VACUUMed, which
-rewrites every page in schema order so the layout no longer depends on how the
-rows were inserted or how many transactions were used.  Three header fields
-would still differ between runs or hosts and are normalised afterwards: the
-file change counter (offset 24) and version-valid-for (offset 92) are both set
-to 1 (equal, so the in-header page count stays trusted), and the writer's
+SQLite itself: the file is built in a temporary file next to *dest*, with the
+same statements in the same order every time, in one transaction (no VACUUM:
+it would reorder sqlite_master, whose rows stay in pkgdb_init()'s order as in
+a database pkg created).  Generation 42 is then switched to WAL, as pkg 2.x
+leaves it (file header bytes 18-19 = 2; the -wal/-shm files are gone once the
+connection closes); 36 stays a rollback-journal database.  Three header
+fields would still differ between runs or hosts and are normalised: the file
+change counter (offset 24) and version-valid-for (offset 92) are both 1
+(equal, so the in-header page count stays trusted), and the writer's
 SQLITE_VERSION_NUMBER (offset 96, informational only) is pinned to
-HEADER_SQLITE_VERSION.  The schema cookie (offset 40) counts CREATE statements,
-a fixed list here.  Page size (4096), encoding (UTF-8), auto_vacuum (off)
+HEADER_SQLITE_VERSION.  Page size (4096), encoding (UTF-8), auto_vacuum (off)
 and secure_delete are set explicitly instead of taken from compile-time
-defaults.  What remains host-dependent is the B-tree layout VACUUM produces and
-the record encoding of the SQLite in use: identical for a given SQLite
+defaults.  What remains host-dependent is the B-tree layout SQLite produces
+and the record encoding of the SQLite in use: identical for a given SQLite
 release, and in practice stable across releases, but not promised by SQLite.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
-from urllib.parse import unquote
+from typing import Iterator
 
 from ..errors import StepError
 from ..fsutil import TMP_PREFIX, atomic_output
-from ..sums import zbase32
 from . import pkgdb_schema as sql
+from .pkgdb_rows import LUA_SCRIPT_TYPES, SCRIPT_TYPES, Registration, registration
 
 SUPPORTED_SCHEMAS = tuple(sorted(sql.SCHEMAS))
 HEADER_SQLITE_VERSION = 3_040_001
 PAGE_SIZE = 4096
 DB_MODE = 0o644
 
-# pkgdb.c: scripts.type 0..8; lua scripts use their own 0..3 numbering.
-SCRIPT_TYPES = {
-    "pre-install": 0, "post-install": 1, "pre-deinstall": 2, "post-deinstall": 3,
-    "pre-upgrade": 4, "post-upgrade": 5, "install": 6, "deinstall": 7, "upgrade": 8,
-}
-LUA_SCRIPT_TYPES = {"pre-install": 0, "post-install": 1, "pre-deinstall": 2,
-                    "post-deinstall": 3}
-# pkg.h lic_t: LICENSE_SINGLE = 1, LICENSE_AND = '&', LICENSE_OR = '|'.
-LICENSE_LOGIC = {"single": 1, "and": 38, "multi": 38, "or": 124, "dual": 124}
-# sys/stat.h st_flags bits under their chflags(1) names (and aliases).
-FILE_FLAGS = {
-    "nodump": 0x1, "uchg": 0x2, "uchange": 0x2, "uimmutable": 0x2,
-    "uappnd": 0x4, "uappend": 0x4, "opaque": 0x8, "uunlnk": 0x10, "uunlink": 0x10,
-    "system": 0x80, "usystem": 0x80, "sparse": 0x100, "usparse": 0x100,
-    "offline": 0x200, "uoffline": 0x200, "reparse": 0x400, "ureparse": 0x400,
-    "uarch": 0x800, "uarchive": 0x800, "urdonly": 0x1000, "rdonly": 0x1000,
-    "readonly": 0x1000, "hidden": 0x8000, "uhidden": 0x8000,
-    "arch": 0x10000, "archived": 0x10000, "schg": 0x20000, "schange": 0x20000,
-    "simmutable": 0x20000, "sappnd": 0x40000, "sappend": 0x40000,
-    "sunlnk": 0x100000, "sunlink": 0x100000, "snapshot": 0x200000,
-}
-# Text columns pkg declares NOT NULL; the first four must not be empty either.
-_NONEMPTY = ("origin", "version", "prefix", "maintainer")
-_TEXT = ("comment", "desc")
-
 
 def write_pkgdb(dest: Path, packages: list[dict], *, time: int, schema: int,
                 repository: str | None = "base") -> None:
     """Write local.sqlite for *packages* (parsed +MANIFESTs, install order) at *dest*.
 
-    *schema* is the PRAGMA user_version of the pkg the image ships (36 or 42).
-    Old-style manifests need ``_tar_meta`` for schema 42; a package may carry
-    ``_config_content`` ({path: text}) for pkg's three-way merge of @config files.
+    *schema* is the PRAGMA user_version of the pkg the image ships (36 or 42);
+    *repository* the name the image's pkg configuration gives the repository
+    the packages came from (None: no repository annotations, as after
+    ``pkg add FILE``).  A package dict may carry ``_automatic`` (installed as
+    a dependency, not by name) and ``_config_content`` ({path: bytes} of its
+    @config files, from the package archive).
     """
     if schema not in sql.SCHEMAS:
         raise StepError(f"local.sqlite: unsupported pkg database schema {schema!r} "
                         f"(supported: {', '.join(map(str, SUPPORTED_SCHEMAS))})")
+    rows = [registration(p, schema=schema, repository=repository, automatic=bool(p.get("_automatic")),
+                         config_content=p.get("_config_content")) for p in packages]
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=TMP_PREFIX + dest.name + ".", dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
     try:
-        _build(tmp, packages, time=time, schema=schema, repository=repository)
+        _build(tmp, rows, time=time, schema=schema)
         _normalise_header(tmp)
         with open(tmp, "rb") as src, atomic_output(dest, DB_MODE) as out:
             shutil.copyfileobj(src, out, 1 << 20)
     finally:
-        for leftover in (tmp, Path(name + "-journal")):
+        for suffix in ("", "-journal", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+                Path(name + suffix).unlink()
 
 
 @contextlib.contextmanager
@@ -130,9 +91,8 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def _build(path: Path, packages: list[dict], *, time: int, schema: int,
-           repository: str | None) -> None:
-    """Create the schema, register every package in one transaction, VACUUM."""
+def _build(path: Path, rows: list[Registration], *, time: int, schema: int) -> None:
+    """Create the schema and register every package in one transaction, then set the journal mode."""
     with _connect(path) as conn:
         for pragma in (f"page_size = {PAGE_SIZE}", "encoding = 'UTF-8'",
                        "auto_vacuum = NONE", "journal_mode = DELETE",
@@ -142,10 +102,13 @@ def _build(path: Path, packages: list[dict], *, time: int, schema: int,
         for statement in sql.SCHEMAS[schema]:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {schema}")
-        for pkg in packages:
-            _register(conn, pkg, time=time, schema=schema, repository=repository)
+        for row in rows:
+            _register(conn, row, time=time, schema=schema)
         conn.execute("COMMIT")
-        conn.execute("VACUUM")
+        if sql.JOURNAL_MODES[schema] == "wal":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StepError(f"{path}: SQLite refused WAL mode ({mode})")
 
 
 def _normalise_header(path: Path) -> None:
@@ -153,7 +116,7 @@ def _normalise_header(path: Path) -> None:
     with open(path, "r+b") as f:
         header = bytearray(f.read(100))
         if header[:16] != b"SQLite format 3\x00":
-            raise StepError(f"{path}: not an SQLite database after VACUUM")
+            raise StepError(f"{path}: not an SQLite database")
         header[24:28] = (1).to_bytes(4, "big")
         header[92:96] = (1).to_bytes(4, "big")
         header[96:100] = HEADER_SQLITE_VERSION.to_bytes(4, "big")
@@ -163,255 +126,58 @@ def _normalise_header(path: Path) -> None:
 
 # --- registration, one package (pkgdb_register_pkg order) -------------------
 
-def _register(conn: sqlite3.Connection, pkg: dict, *, time: int, schema: int,
-              repository: str | None) -> None:
-    name = _text(pkg, "name", "?")
+def _register(conn: sqlite3.Connection, row: Registration, *, time: int, schema: int) -> None:
+    name = row.package[1]
+    stmts = sql.REGISTRATION[schema]
     try:
-        package_id = _insert_package(conn, pkg, name, time)
-        conn.execute(sql.UPDATE_DEPS, (pkg["origin"], pkg["version"], name))
-        for dep_name, dep in _mapping(pkg, "deps", name).items():
-            conn.execute(sql.INSERT_DEP, (dep.get("origin", ""), dep_name,
-                                          dep.get("version", ""), package_id))
-        _insert_files(conn, pkg, name, package_id, time=time, schema=schema)
-        _insert_config(conn, pkg, name, package_id)
-        _insert_dirs(conn, pkg, name, package_id, schema=schema)
+        origin, _, version = row.package[:3]
+        package_id = int(conn.execute(sql.INSERT_PACKAGE, (*row.package[:13], int(time),
+                                                           *row.package[13:])).lastrowid)
+        # pkg 2.x binds (origin, version, version, name) to a three-parameter
+        # statement, so its WHERE compares names with the version: a no-op.
+        conn.execute(sql.UPDATE_DEPS, (origin, version, version if schema >= 42 else name))
+        for dep in row.deps:
+            conn.execute(sql.INSERT_DEP, (*dep, package_id))
+        for f in row.files:
+            conn.execute(stmts.files, (*f, package_id))
+        for path, _ in row.config:
+            conn.execute(sql.INSERT_CONFIG, (path, None, package_id))
+        for d in row.dirs:
+            conn.execute(stmts.dirs, d)
+            conn.execute(sql.INSERT_PKG_DIR, (package_id, d[0], 1))
         for kind in ("categories", "licenses", "users", "groups"):
-            _insert_named(conn, kind, _list(pkg, kind, name), package_id)
-        _insert_scripts(conn, pkg, name, package_id)
-        for key, value in _mapping(pkg, "options", name).items():
+            _insert_named(conn, kind, row.named[kind], package_id)
+        for number, body in row.scripts:
+            conn.execute(sql.INSERT_SCRIPT, (body,))
+            conn.execute(sql.INSERT_PKG_SCRIPT, (body, package_id, number))
+        for number, body in row.lua:
+            conn.execute(sql.INSERT_LUA, (body,))
+            conn.execute(sql.INSERT_PKG_LUA, (body, package_id, number))
+        for key, value in row.options:
             conn.execute(sql.INSERT_OPTION, (key,))
-            conn.execute(sql.INSERT_PKG_OPTION, (package_id, key, str(value)))
-        for kind in ("shlibs_required", "shlibs_provided"):
-            _insert_named(conn, kind, _list(pkg, kind, name), package_id)
-        _insert_annotations(conn, pkg, name, package_id, repository)
-        for kind in ("provides", "requires"):
-            _insert_named(conn, kind, _list(pkg, kind, name), package_id)
+            conn.execute(sql.INSERT_PKG_OPTION, (package_id, key, value))
+        for table in stmts.shlib_links:
+            _insert_named(conn, table, row.shlibs[table], package_id)
+        for tag, value in row.annotations:
+            conn.execute(sql.INSERT_ANNOTATION, (tag,))
+            conn.execute(sql.INSERT_ANNOTATION, (value,))
+            conn.execute(sql.INSERT_PKG_ANNOTATION, (package_id, tag, value))
+        for conflict in row.conflicts:
+            conn.execute(sql.INSERT_CONFLICT, (package_id, conflict))
+        _insert_named(conn, "provides", row.provides, package_id)
+        _insert_named(conn, "requires", row.requires, package_id)
+        for path, content in row.config:         # pkgdb_update_config_file_content(), after extraction
+            if content is not None:
+                conn.execute(sql.UPDATE_CONFIG, (content, path))
     except sqlite3.IntegrityError as exc:
         raise StepError(f"{name}: cannot register in local.sqlite: {exc}") from None
 
 
-def _insert_package(conn: sqlite3.Connection, pkg: dict, name: str, time: int) -> int:
-    for key in _NONEMPTY:
-        _text(pkg, key, name)
-    for key in _TEXT:
-        _text(pkg, key, name, allow_empty=True)
-    arch = pkg.get("abi") or pkg.get("arch")
-    if not arch:
-        raise StepError(f"{name}: manifest has neither abi nor arch")
-    logic = str(pkg.get("licenselogic", "single")).lower()
-    if logic not in LICENSE_LOGIC:
-        raise StepError(f"{name}: unknown licenselogic {logic!r}")
-    row = (pkg["origin"], name, pkg["version"], pkg["comment"], pkg["desc"],
-           _message(pkg, name), arch, pkg["maintainer"], pkg.get("www"),
-           pkg["prefix"], int(pkg.get("flatsize", 0)), 0, LICENSE_LOGIC[logic],
-           int(time), manifest_digest(pkg), pkg.get("dep_formula"),
-           int(bool(pkg.get("vital", False))))
-    cur = conn.execute(sql.INSERT_PACKAGE, row)
-    return int(cur.lastrowid)
-
-
-def _insert_files(conn: sqlite3.Connection, pkg: dict, name: str, package_id: int,
-                  *, time: int, schema: int) -> None:
-    tar_meta = pkg.get("_tar_meta") or {}
-    for raw_path, entry in _mapping(pkg, "files", name).items():
-        path = _decode(raw_path, name)
-        if isinstance(entry, dict):
-            file_sum, meta = entry.get("sum"), entry
-        else:
-            file_sum, meta = entry, tar_meta.get(raw_path, tar_meta.get(path))
-        if schema == 36:
-            conn.execute(sql.INSERT_FILE[36], (path, file_sum, package_id))
-            continue
-        if meta is None:
-            raise StepError(f"{name}: {path}: no owner/mode for schema {schema} "
-                            "(old manifest without _tar_meta)")
-        mtime = meta.get("mtime")
-        mtime = None if mtime is None else min(int(mtime), int(time))
-        conn.execute(sql.INSERT_FILE[42], (
-            path, file_sum, meta.get("uname"), meta.get("gname"),
-            _perm(meta.get("perm"), name, path), _fflags(meta.get("fflags"), name, path),
-            mtime, meta.get("symlink_target") or None, package_id))
-
-
-def _insert_config(conn: sqlite3.Connection, pkg: dict, name: str,
-                   package_id: int) -> None:
-    contents = pkg.get("_config_content") or {}
-    for raw_path in _list(pkg, "config", name):
-        path = _decode(raw_path, name)
-        content = contents.get(path)
-        if isinstance(content, bytes):
-            try:
-                content = content.decode("utf-8")
-            except UnicodeDecodeError:
-                raise StepError(f"{name}: config file {path} is not UTF-8") from None
-        conn.execute(sql.INSERT_CONFIG, (path, content, package_id))
-
-
-def _insert_dirs(conn: sqlite3.Connection, pkg: dict, name: str, package_id: int,
-                 *, schema: int) -> None:
-    tar_meta = pkg.get("_tar_meta") or {}
-    for raw_path, entry in _mapping(pkg, "directories", name).items():
-        path = _decode(raw_path, name)
-        if schema == 36:
-            conn.execute(sql.INSERT_DIR[36], (path,))
-        else:
-            meta = entry if isinstance(entry, dict) else tar_meta.get(raw_path,
-                                                                      tar_meta.get(path))
-            if meta is None:
-                raise StepError(f"{name}: {path}: no owner/mode for schema {schema} "
-                                "(old manifest without _tar_meta)")
-            conn.execute(sql.INSERT_DIR[42], (
-                path, meta.get("uname"), meta.get("gname"),
-                _perm(meta.get("perm"), name, path),
-                _fflags(meta.get("fflags"), name, path)))
-        conn.execute(sql.INSERT_PKG_DIR, (package_id, path, 1))
-
-
-def _insert_named(conn: sqlite3.Connection, kind: str, values: Iterable[str],
-                  package_id: int) -> None:
-    first, link = sql.NAMED[kind]
+def _insert_named(conn: sqlite3.Connection, kind: str, values: list[str], package_id: int) -> None:
+    first, link = sql.named(kind)
     for value in values:
         conn.execute(first, (value,))
         conn.execute(link, (package_id, value))
-
-
-def _insert_scripts(conn: sqlite3.Connection, pkg: dict, name: str,
-                    package_id: int) -> None:
-    """Shell scripts by type number (pkgdb_insert_scripts loops 0..8), then lua."""
-    scripts = _mapping(pkg, "scripts", name)
-    for key in scripts:
-        if key not in SCRIPT_TYPES:
-            raise StepError(f"{name}: unknown script type {key!r}")
-    for key, number in sorted(SCRIPT_TYPES.items(), key=lambda kv: kv[1]):
-        if key in scripts:
-            body = _decode(scripts[key], name)
-            conn.execute(sql.INSERT_SCRIPT, (body,))
-            conn.execute(sql.INSERT_PKG_SCRIPT, (body, package_id, number))
-    lua = _mapping(pkg, "lua_scripts", name)
-    for key in lua:
-        if key not in LUA_SCRIPT_TYPES:
-            raise StepError(f"{name}: unknown lua script type {key!r}")
-    for key, number in sorted(LUA_SCRIPT_TYPES.items(), key=lambda kv: kv[1]):
-        bodies = lua.get(key, [])
-        for body in [bodies] if isinstance(bodies, str) else bodies:
-            body = _decode(body, name)
-            conn.execute(sql.INSERT_LUA, (body,))
-            conn.execute(sql.INSERT_PKG_LUA, (body, package_id, number))
-
-
-def _insert_annotations(conn: sqlite3.Connection, pkg: dict, name: str,
-                        package_id: int, repository: str | None) -> None:
-    """Manifest annotations, then the two pkg_add records (first tag wins)."""
-    pairs = [(str(k), str(v)) for k, v in _mapping(pkg, "annotations", name).items()]
-    if repository is not None:
-        pairs += [("repository", repository), ("repo_type", "binary")]
-    seen: set[str] = set()
-    for tag, value in pairs:
-        if tag in seen:
-            continue
-        seen.add(tag)
-        conn.execute(sql.INSERT_ANNOTATION, (tag,))
-        conn.execute(sql.INSERT_ANNOTATION, (value,))
-        conn.execute(sql.INSERT_PKG_ANNOTATION, (package_id, tag, value))
-
-
-# --- values as pkg derives them --------------------------------------------
-
-def manifest_digest(pkg: dict) -> str:
-    """pkg_checksum_generate() over a catalogue-style entry: "2$2$<z-base32>".
-
-    The arch entry is the legacy arch string when the manifest has one (pkg's
-    pkg->arch/altabi), else the ABI.
-    """
-    entries = [("name", pkg["name"]), ("origin", pkg["origin"]),
-               ("version", pkg["version"]),
-               ("arch", pkg.get("arch") or pkg.get("abi") or "")]
-    entries += [(str(k), str(v)) for k, v in (pkg.get("options") or {}).items()]
-    entries += [("required_shlib", s) for s in pkg.get("shlibs_required") or ()]
-    entries += [("provided_shlib", s) for s in pkg.get("shlibs_provided") or ()]
-    entries += [("user", u) for u in pkg.get("users") or ()]
-    entries += [("group", g) for g in pkg.get("groups") or ()]
-    entries += [("depend", f"{n}~{d.get('origin', '')}")
-                for n, d in (pkg.get("deps") or {}).items()]
-    entries += [("provide", p) for p in pkg.get("provides") or ()]
-    entries += [("require", r) for r in pkg.get("requires") or ()]
-    h = hashlib.blake2b(digest_size=64)
-    for key, value in sorted(entries, key=lambda kv: (kv[0].encode(), kv[1].encode())):
-        h.update(key.encode())
-        h.update(value.encode())
-    return "2$2$" + zbase32(h.digest())
-
-
-def _message(pkg: dict, name: str) -> str | None:
-    """pkg_message_to_str(): the messages as compact JSON, or NULL when none."""
-    messages = pkg.get("messages")
-    if messages is None and isinstance(pkg.get("message"), str):
-        messages = [{"message": pkg["message"]}]
-    if not messages:
-        return None
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise StepError(f"{name}: manifest messages is not a list of objects")
-    return json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
-
-
-def _perm(value: Any, name: str, path: str) -> int | None:
-    """Manifest "0755" (octal text) or a tar header's int mode -> permission bits."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return value & 0o7777
-    try:
-        return int(str(value), 8)
-    except ValueError:
-        raise StepError(f"{name}: {path}: bad perm {value!r}") from None
-
-
-def _fflags(value: Any, name: str, path: str) -> int:
-    """A number, or chflags(1) names ("schg,uarch") as FreeBSD's strtofflags reads them."""
-    if value in (None, ""):
-        return 0
-    if isinstance(value, int):
-        return value
-    text = str(value)
-    with contextlib.suppress(ValueError):
-        return int(text, 0)
-    bits = 0
-    for word in text.replace(" ", "").split(","):
-        if word not in FILE_FLAGS:
-            raise StepError(f"{name}: {path}: unknown file flag {word!r}")
-        bits |= FILE_FLAGS[word]
-    return bits
-
-
-def _decode(text: Any, name: str) -> str:
-    """pkg url-encodes scripts and paths in manifests; it stores them decoded."""
-    if not isinstance(text, str):
-        raise StepError(f"{name}: expected text in manifest, got {text!r}")
-    try:
-        return unquote(text, errors="strict")
-    except UnicodeDecodeError:
-        raise StepError(f"{name}: {text!r} does not decode to UTF-8") from None
-
-
-def _text(pkg: dict, key: str, name: str, *, allow_empty: bool = False) -> str:
-    value = pkg.get(key)
-    if not isinstance(value, str) or not (value or allow_empty):
-        raise StepError(f"{name}: manifest field {key!r} missing or not text")
-    return value
-
-
-def _mapping(pkg: dict, key: str, name: str) -> dict:
-    value = pkg.get(key) or {}
-    if not isinstance(value, dict):
-        raise StepError(f"{name}: manifest field {key!r} is not an object")
-    return value
-
-
-def _list(pkg: dict, key: str, name: str) -> list:
-    value = pkg.get(key) or []
-    if not isinstance(value, list):
-        raise StepError(f"{name}: manifest field {key!r} is not a list")
-    return value
 
 
 # --- reading back -----------------------------------------------------------

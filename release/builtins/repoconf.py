@@ -60,3 +60,15 @@ def base_conf(url: str, *, signature_type: str, fingerprints: str, enabled: bool
         "}\n"
     )
     return Entry(REPO_CONF, "file", REPO_CONF_MODE, data=text.encode())
+
+
+def repository_name(steps) -> str | None:
+    """The name the image's own pkg configuration gives its base repository.
+
+    The last repo-conf step of a flavour chain writes base.conf (a later one
+    replaces an earlier one); pkg records that name in every package's
+    ``repository`` annotation and uses it to pick the repository on upgrade.
+    None when no flavour of the chain configures one.
+    """
+    names = [s.get("name") for s in steps if s.kind == "repo-conf"]
+    return names[-1] if names else None
