@@ -356,3 +356,16 @@ def freebsd_elf(machine: int, *, needed: tuple[str, ...] = (), soname: str | Non
     table = b"".join(struct.pack("<IIQQQQIIQQ", name, kind, 0, 0, offset, size, link, 0, 1, entsize)
                      for name, kind, offset, size, link, entsize in sections)
     return header + body + table
+
+
+# --------------------------------------------------------------------------- the demo's content as a real pkg repository
+
+def real_demo_repository(pkg: RealPkg, dest: Path, work: Path, *, arch: str, signing: str, subdir: str,
+                         key: Path, pub: Path) -> list[Path]:
+    """Every demo package made by real `pkg create`, under dest/<subdir>, catalogued by real `pkg repo`."""
+    from release.demo import content
+    build = content.Build(content.arch_info(arch), 14)
+    made = [pkg_create(pkg, content.build_package(name, build), work / name, dest / subdir if subdir else dest)
+            for name in content.PACKAGE_NAMES]
+    pkg_repo(pkg, dest, key, pub, signing)
+    return made
