@@ -3,15 +3,16 @@
 pkgbase packages' install scripts run pwd_mkdb, services_mkdb, cap_mkdb, chmod
 and certctl rehash (release.builtins.scripts recognises them); here they are
 carried out by the pure-Python builtins, reading their inputs from the image as
-it stands (the tree), so every builder writes the same bytes.  The configured
+it stands (the tree), so every builder writes the same bytes.  Where a tool
+changed between FreeBSD branches, *tools* (release.builtins.generations) says
+which generation the release's src carries.  The configured
 steps (release.steps) use the same helpers (the accounts step runs pwd_mkdb).
 """
 from __future__ import annotations
 
 import posixpath
-from dataclasses import replace
 
-from .builtins import certctl
+from .builtins.certctl_tree import rehash_tree
 from .builtins.entries import Entry, implied_dirs
 from .builtins.scripts import ScriptAction
 from .errors import StepError
@@ -23,11 +24,13 @@ SPWD_MODE = 0o600
 DB_MODE = 0o644
 
 
-def run_script_action(tree: LayerTree, step: ScriptAction, package: str, byte_order: str) -> None:
+def run_script_action(tree: LayerTree, step: ScriptAction, package: str, byte_order: str,
+                      tools: dict | None = None) -> None:
     owner = f"{package} {step.kind}"
     a = step.args
+    tools = tools or {}
     if step.kind == "pwd_mkdb":
-        pwd_mkdb(tree, a, owner)
+        pwd_mkdb(tree, a, owner, tools)
     elif step.kind == "services_mkdb":
         from .builtins.servicesmkdb import services_mkdb
         source = _need(tree, a["source"], owner)
@@ -42,17 +45,17 @@ def run_script_action(tree: LayerTree, step: ScriptAction, package: str, byte_or
     elif step.kind == "chmod":
         tree.chmod(a["path"], int(str(a["mode"]), 8) if isinstance(a["mode"], str) else a["mode"], owner)
     elif step.kind == "certctl_rehash":
-        certctl_rehash(tree, owner)
+        rehash_tree(tree, owner, tools.get("certctl", "copy"), put_with_parents)
     else:
         raise StepError(f"{owner}: no built-in for {step.kind}")
 
 
-def pwd_mkdb(tree: LayerTree, args: dict, owner: str) -> None:
+def pwd_mkdb(tree: LayerTree, args: dict, owner: str, tools: dict | None = None) -> None:
     """pwd_mkdb -p -d DIR SOURCE: the hashed databases and /etc/passwd, from the image's master.passwd."""
     from .builtins.pwdmkdb import pwd_mkdb as build
     source = _need(tree, args["source"], owner)
     directory = args.get("directory") or posixpath.dirname(args["source"])
-    dbs = build(source)
+    dbs = build(source, copy_comments=(tools or {}).get("pwd_mkdb_copies_comments", False))
     out = [Entry(f"{directory}/pwd.db", "file", DB_MODE, data=dbs.pwd_db),
            Entry(f"{directory}/spwd.db", "file", SPWD_MODE, data=dbs.spwd_db)]
     if args.get("v7_passwd", True):
@@ -61,44 +64,6 @@ def pwd_mkdb(tree: LayerTree, args: dict, owner: str) -> None:
         out.append(Entry(f"{directory}/master.passwd", "file", MASTER_PASSWD_MODE, data=source))
     for e in out:
         put_with_parents(tree, e, owner)
-
-
-def certctl_rehash(tree: LayerTree, owner: str) -> None:
-    """certctl rehash over the image's /usr/share/certs, as 14.x's certctl.sh does it.
-
-    Old hash *symlinks* go (`find -type link -delete`), regular files stay (the
-    static flavour's copies), and a new link takes the first free `.N` suffix.
-    """
-    layout = "blacklisted" if tree.listdir(f"{certctl.SHARE_CERTS}/blacklisted") else "untrusted"
-    trusted = tree.listdir(f"{certctl.SHARE_CERTS}/trusted")
-    untrusted = tree.listdir(f"{certctl.SHARE_CERTS}/{layout}")
-    taken: dict[str, set[str]] = {}
-    for sub in ("certs", layout):
-        directory = f"{certctl.SSL_DIR}/{sub}"
-        for path, item in list(tree.items.items()):
-            if posixpath.dirname(path) == directory and item.entry.kind == "symlink":
-                tree.remove(path, owner)
-        for path in tree.lower_paths_under(directory):
-            if posixpath.dirname(path) == directory and path in tree.parent.symlinks:
-                tree.remove(path, owner)
-        taken[directory] = {posixpath.basename(p) for p, i in tree.items.items()
-                            if posixpath.dirname(p) == directory and i.entry.kind == "file"}
-        taken[directory] |= {posixpath.basename(p) for p in tree.parent.files
-                             if posixpath.dirname(p) == directory and p not in tree.removed}
-    for e in certctl.rehash(trusted, untrusted, layout=layout, style="symlink", install_sources=True):
-        if e.path.startswith(certctl.SHARE_CERTS):
-            continue            # the certificates themselves are the packages' own files
-        if e.kind == "dir":
-            if e.path not in tree.items and e.path not in tree.parent.dirs:
-                put_with_parents(tree, e, owner)
-            continue
-        directory, name = posixpath.split(e.path)
-        stem, _, n = name.rpartition(".")
-        number = int(n)
-        while f"{stem}.{number}" in taken.get(directory, set()):
-            number += 1
-        taken.setdefault(directory, set()).add(f"{stem}.{number}")
-        put_with_parents(tree, replace(e, path=f"{directory}/{stem}.{number}"), owner)
 
 
 def _need(tree: LayerTree, path: str, owner: str) -> bytes:

@@ -110,7 +110,7 @@ def _reusable(ws: Workspace, ident: str) -> BuiltLayer | None:
 def _context(plan: LayerPlan, inputs: LayerInputs) -> StepContext:
     files = SrcFiles(plan.src, inputs.src)
     return StepContext(read_src=files.read, read_src_dir=files.read_dir, byte_order=plan.byte_order,
-                       repository=plan.repository)
+                       repository=plan.repository, tools=plan.tools)
 
 
 def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
@@ -125,7 +125,7 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
         step_kinds.apply_phase(tree, plan.steps, step_kinds.BEFORE_PACKAGES, ctx)
         metas, script_log = install_packages(ws, tree, inputs.packages, scripts=plan.scripts,
                                              ignore_scripts=plan.ignore_scripts, byte_order=plan.byte_order,
-                                             sde=sde, emulation=emulation)
+                                             sde=sde, emulation=emulation, tools=plan.tools)
         step_kinds.apply_phase(tree, plan.steps, step_kinds.AFTER_PACKAGES, ctx)
         commands = [s for s in plan.steps if step_kinds.kind_of(s).phase == step_kinds.EXECUTOR]
         if commands and emulation is not None:     # the plan has an executor whenever there are commands
@@ -142,7 +142,8 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
 
 def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPackage, ...] | list[LockedPackage],
                      *, scripts: str, ignore_scripts: tuple[str, ...], byte_order: str, sde: int,
-                     emulation: Emulation | None = None) -> tuple[dict[str, dict], list[str]]:
+                     emulation: Emulation | None = None,
+                     tools: dict | None = None) -> tuple[dict[str, dict], list[str]]:
     """Stream every package of the layer into the tree; run their install scripts' built-ins.
 
     Returns each package's remembered metadata (by sum) and the script log.
@@ -169,7 +170,7 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
             for phase, found in found_steps:
                 if phase != "post-install":
                     for s in found:
-                        run_script_action(tree, s, pkg.name, byte_order)
+                        run_script_action(tree, s, pkg.name, byte_order, tools)
             config: dict[str, str] = {}
             for entry, stream in reader.entries():
                 e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
@@ -184,7 +185,7 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
         post += [(pkg.name, found) for phase, found in found_steps if phase == "post-install"]
     for package, found in post:
         for s in found:
-            run_script_action(tree, s, package, byte_order)
+            run_script_action(tree, s, package, byte_order, tools)
     if emulation is not None:
         emulation.run_scripts(tree, emulated_post)
     return metas, log_lines

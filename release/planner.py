@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from . import emulate, names, steps
+from .builtins.generations import tool_generations
 from .builtins.repoconf import repository_name
 from .compress import compressor_identity
 from .config import Config, Release
@@ -137,6 +138,7 @@ def layer_plan(cfg: Config, release: str, arch: str, flavour: str) -> LayerPlan:
         workspace(cfg), release=release, arch=arch, flavour=flavour, parent=f.parent, lower=tuple(chain[:-1]),
         byte_order=cfg.architectures[arch].byte_order, steps=f.steps, scripts=f.scripts,
         ignore_scripts=f.ignore_scripts, compression=compression(cfg), description=f.description,
+        tools=tool_generations(r.abi_major, r.branch),
         pkgdb=PkgDatabase(schema=r.pkgdb_schema, flavours=tuple(chain),
                           repository=repository_name([s for c in cfg.chain(flavour) for s in c.steps]))
         if ships_pkg(cfg, release, flavour) else None,

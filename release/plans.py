@@ -238,6 +238,7 @@ class LayerPlan(Plan):
     compression: dict = field(default_factory=dict)     # compress.compressor_identity: media, level, engine, versions
     description: str = ""
     pkgdb: PkgDatabase | None = None
+    tools: dict = field(default_factory=dict)   # the release's tool generations (builtins.generations)
     executor: dict | None = None        # how target code runs (emulate.Method.identity), when it runs
     repository: RepoSettings | None = None
     src: SrcLocation = how(default=None)

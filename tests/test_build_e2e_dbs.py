@@ -124,9 +124,13 @@ def openssl_rehash(tmp_path_factory) -> Path:
 
 
 @arches
-@pytest.mark.parametrize("flavour", ["static", "minimal"])
-def test_ssl_certs_are_named_as_openssl_rehash_names_them(rootfs, openssl_rehash, arch, flavour):
-    root = rootfs[arch, flavour]
+def test_ssl_certs_are_named_as_openssl_rehash_names_them(rootfs, openssl_rehash, arch):
+    """The demo is a 14.x release: the static recipe's `certctl -c rehash` is 14.x's certctl.sh.
+
+    Each certificate file is copied whole under its hash name (no bundle: that
+    is the 15.x C certctl's).
+    """
+    root = rootfs[arch, "static"]
     theirs = {n for n in (p.name for p in openssl_rehash.iterdir()) if HASH_NAME.fullmatch(n)}
     ours = {p.name for p in (root / "etc/ssl/certs").iterdir()}
     assert len(theirs) == len(list((CAROOT / "trusted").glob("*.pem")))
@@ -134,13 +138,23 @@ def test_ssl_certs_are_named_as_openssl_rehash_names_them(rootfs, openssl_rehash
     for name in ours:
         path = root / "etc/ssl/certs" / name
         assert stat.S_ISREG(path.lstat().st_mode), f"{name}: a copy, as certctl -c makes"
-        assert pem_ders(path.read_text()) == pem_ders((openssl_rehash / name).read_text()), name
+        assert path.read_bytes() == (openssl_rehash / name).read_bytes(), name
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o444, name
     untrusted = [subject_hash(p) for p in sorted((CAROOT / "untrusted").glob("*.pem"))]
     assert untrusted and not any(name.split(".")[0] in untrusted for name in ours)
     assert {p.name for p in (root / "etc/ssl/untrusted").iterdir()} == {f"{h}.0" for h in untrusted}
-    bundle = pem_ders((root / "etc/ssl/cert.pem").read_text())
-    trusted = [d for p in sorted((CAROOT / "trusted").glob("*.pem")) for d in pem_ders(p.read_text())]
-    assert sorted(bundle) == sorted(trusted) and len(set(bundle)) == len(bundle)
+    assert not (root / "etc/ssl/cert.pem").exists()
+
+
+@arches
+def test_minimal_rehash_is_14x_certctl_sh(rootfs, arch):
+    """FreeBSD-certctl's post-install `certctl rehash` (14.x certctl.sh) deletes every hash file
+    and links /usr/share/certs again: the demo's minimal flavour installs no FreeBSD-caroot, so
+    the hash directories end up empty, with no leftover name and no second name for anything."""
+    root = rootfs[arch, "minimal"]
+    for sub in ("certs", "untrusted"):
+        assert (root / "etc/ssl" / sub).is_dir() and not list((root / "etc/ssl" / sub).iterdir()), sub
+    assert not (root / "etc/ssl/cert.pem").exists()
 
 
 # --------------------------------------------------------------------------- local.sqlite

@@ -20,7 +20,7 @@ from tests.build_support import (ARCHES, DEMO_DATA, ELF_MACHINE, PARENT, demo_bu
 
 ACCOUNT_FILES = {"/etc/master.passwd": 0o600, "/etc/passwd": 0o644, "/etc/pwd.db": 0o644,
                  "/etc/spwd.db": 0o600, "/etc/group": 0o644}
-STATIC_FILES = {*ACCOUNT_FILES, "/etc/termcap.small", "/usr/share/misc/termcap", "/etc/ssl/cert.pem",
+STATIC_FILES = {*ACCOUNT_FILES, "/etc/termcap.small", "/usr/share/misc/termcap",
                 "/usr/local/etc/pkg/repos/base.conf"}
 # directories the static recipe adds besides the mtree skeleton (`mkdir -p` for its files)
 STATIC_EXTRA_DIRS = {"/etc/ssl/certs", "/etc/ssl/untrusted", "/usr/local/etc", "/usr/local/etc/pkg",
@@ -102,9 +102,12 @@ def test_static_files_are_exactly_the_recipes(rootfs, arch):
         assert mode(root, path) == want, path
     assert (root / "etc/master.passwd").read_bytes() == (DEMO_DATA / "src/etc/master.passwd").read_bytes()
     assert (root / "etc/group").read_bytes() == (DEMO_DATA / "src/etc/group").read_bytes()
-    v7 = [":".join([f[0], "*", f[2], f[3], f[7], f[8], f[9]])
-          for f in master_passwd_entries((root / "etc/master.passwd").read_bytes())]
-    assert [line for line in (root / "etc/passwd").read_text().splitlines() if not line.startswith("#")] == v7
+    # 14.x pwd_mkdb -p copies comment lines into /etc/passwd (15.x would drop them)
+    v7 = [line if not line.strip() or line.lstrip().startswith("#") else
+          ":".join([f[0], "*", f[2], f[3], f[7], f[8], f[9]])
+          for line in (root / "etc/master.passwd").read_text().splitlines() for f in [line.split(":")]]
+    assert (root / "etc/passwd").read_text().splitlines() == v7
+    assert (root / "etc/passwd").read_text().startswith("#")
     termcap = (DEMO_DATA / "src/share/termcap/termcap.small").read_bytes()
     for path in ("/etc/termcap.small", "/usr/share/misc/termcap"):
         assert (root / path.lstrip("/")).read_bytes() == termcap, path
@@ -161,8 +164,8 @@ def test_minimal_applies_the_whiteout_and_the_runtime_scripts(rootfs, arch):
         assert (root / path).is_file(), path
     for suffix in ("-journal", "-wal", "-shm"):
         assert not os.path.lexists(root / f"var/db/pkg/local.sqlite{suffix}"), suffix
-    # certctl rehash keeps the static recipe's hash files (it only replaces symlinks)
-    assert sorted(os.listdir(root / "etc/ssl/certs")) == sorted(os.listdir(below / "etc/ssl/certs"))
+    # 14.x certctl.sh's rehash replaces the static recipe's hash files (test_build_e2e_dbs)
+    assert os.listdir(below / "etc/ssl/certs") and os.listdir(root / "etc/ssl/certs") == []
     for path in ACCOUNT_FILES:
         assert mode(root, path) == ACCOUNT_FILES[path], path
 

@@ -5,21 +5,31 @@ the *build host's* certctl, which on a non-FreeBSD host does not exist: the
 image would silently lack its OpenSSL hash directory.  This module computes the
 same directory from the certificate bytes alone.
 
-Two generations of FreeBSD's tool are reproduced:
+Three generations of FreeBSD's tool are reproduced (see style_for()):
 
-- ``style="symlink"``: usr.sbin/certctl/certctl.sh as shipped in 14.x.  For each
-  `*.pem|*.crt|*.cer|*.crl` file, in `ls` order, a relative symlink
-  /etc/ssl/certs/<hash>.<n> -> ../../../usr/share/certs/trusted/<file>, with
-  <n> the first free suffix.  The untrusted (older: blacklisted) certificates
-  are linked into /etc/ssl/<layout> first, and a trusted certificate whose
-  SHA-1 fingerprint matches one of them is left out.
+- ``style="symlink"``: usr.sbin/certctl/certctl.sh as of 13.x (the version with
+  $FreeBSD$ tags and `install -lrs`).  For each `*.pem|*.crt|*.cer|*.crl` file,
+  in `ls` order, a relative symlink /etc/ssl/certs/<hash>.<n> ->
+  ../../../usr/share/certs/trusted/<file>, with <n> the first free suffix.  The
+  untrusted (older: blacklisted) certificates are linked into /etc/ssl/<layout>
+  first, and a trusted certificate whose SHA-1 fingerprint matches one of them
+  is left out.  A rehash deletes the old links only.
+- ``style="link"``: certctl.sh as 14.x ships it (no $FreeBSD$ tag, `set -u`,
+  cert_files_in()).  A rehash deletes every file and link in /etc/ssl/certs and
+  /etc/ssl/untrusted, then installs each file holding exactly one
+  "Certificate:" dump as a hard link (`install -lm`, mode 0444) named
+  <hash>.<n>, splits files holding several into copies, skips files holding
+  none, and leaves out a certificate whose fingerprint is already untrusted or
+  already installed under its hash.  FreeBSD's static recipe runs it as
+  `certctl -c rehash` (copies instead of links).  No bundle.
 - ``style="copy"``: the C rewrite (15.x).  Every certificate of every file is
   written as PEM to /etc/ssl/certs/<hash>.<n> (mode 0444), untrusted ones to
   /etc/ssl/untrusted, duplicates dropped, suffixes given in the order of the
   certificates' SHA-1 fingerprints (OpenSSL's X509_cmp), plus the bundle
-  /etc/ssl/cert.pem.  The current static recipe (`certctl -c rehash` with
-  TRUSTPATH pointing into the source tree) gets this layout, without the
-  certificates themselves being installed (``install_sources=False``).
+  /etc/ssl/cert.pem (usr.sbin/certctl/certctl.c, commit 03221b18 as the code
+  index stores it).  As released in 15.0 a rehash also re-reads the
+  certificates already installed in /etc/ssl/certs; later branches do not
+  (certctl_tree).
 
 <hash> is OpenSSL's X509_NAME_hash, implemented here on the DER bytes so that
 it does not depend on the host's OpenSSL version.
@@ -41,7 +51,8 @@ SHARE_CERTS = "/usr/share/certs"
 SSL_DIR = "/etc/ssl"
 CERT_SUFFIXES = (".pem", ".crt", ".cer", ".crl")   # certctl.sh's FILEPAT
 LAYOUTS = ("untrusted", "blacklisted")
-STYLES = ("symlink", "copy")
+STYLES = ("symlink", "link", "copy")
+TREE_STYLES = STYLES + ("copy-sticky",)     # certctl_tree: "copy" that keeps the installed certificates
 DIR_MODE = 0o755        # certctl: mkdir -p / install -d -m 0755
 CERT_MODE = 0o444       # SHAREMODE for the installed certificates; C certctl's files
 SYMLINK_MODE = 0o755    # what symlink(2) gets under umask 022 on FreeBSD
@@ -86,6 +97,11 @@ def read_certificates(data: bytes, where: str) -> list[Certificate]:
     if not certs:
         raise StepError(f"{where}: no PEM certificate found")
     return certs
+
+
+def has_certificate(data: bytes) -> bool:
+    """Whether *data* holds a PEM certificate block at all (certctl.c skips files without one)."""
+    return _PEM.search(data) is not None
 
 
 def subject_hash(der: bytes) -> str:
@@ -139,14 +155,15 @@ def canonical_name(name_der: bytes) -> bytes:
 
 def rehash(trusted: Mapping[str, bytes], untrusted: Mapping[str, bytes], *,
            layout: str = "untrusted", style: str = "symlink",
-           install_sources: bool = True) -> list[Entry]:
+           install_sources: bool = True, copy: bool = False) -> list[Entry]:
     """The entries `certctl rehash` leaves in an image whose certificate store is given.
 
     *trusted* and *untrusted* map file names (as in /usr/share/certs/trusted and
     /usr/share/certs/<layout>) to their bytes.  With *install_sources* the
     certificate files and their directories are described too (a package
     installs them); the static flavour, which hashes the source tree's copies
-    directly, passes False with ``style="copy"``.
+    directly, passes False with ``style="copy"``, or with ``style="link"`` and
+    *copy* (its `certctl -c`).  ``style="link"`` always uses the untrusted layout.
     """
     if layout not in LAYOUTS:
         raise StepError(f"certctl rehash: unknown layout {layout!r} (expected one of {', '.join(LAYOUTS)})")
@@ -154,12 +171,16 @@ def rehash(trusted: Mapping[str, bytes], untrusted: Mapping[str, bytes], *,
         raise StepError(f"certctl rehash: unknown style {style!r} (expected one of {', '.join(STYLES)})")
     if style == "symlink" and not install_sources:
         raise StepError("certctl rehash: symlinks need the certificate files installed (install_sources)")
+    if style == "link" and not (install_sources or copy):
+        raise StepError("certctl rehash: hard links need the certificate files installed (install_sources)")
     entries: list[Entry] = []
     if install_sources:
         entries += _sources(trusted, "trusted") + _sources(untrusted, layout)
     entries += [Entry(f"{SSL_DIR}/certs", "dir", DIR_MODE), Entry(f"{SSL_DIR}/{layout}", "dir", DIR_MODE)]
     if style == "symlink":
         return entries + _symlinks(trusted, untrusted, layout)
+    if style == "link":
+        return entries + _linked(trusted, untrusted, copy)
     return entries + _copies(trusted, untrusted, layout)
 
 
@@ -199,6 +220,69 @@ def _symlinks(trusted: Mapping[str, bytes], untrusted: Mapping[str, bytes], layo
             link = _first_free(cert.subject_hash, taken)
             target = posixpath.relpath(f"{source_dir}/{name}", f"{SSL_DIR}/{dest}")
             out.append(Entry(f"{SSL_DIR}/{dest}/{link}", "symlink", SYMLINK_MODE, target=target))
+    return out
+
+
+def style_for(abi_major: int, branch: str = "") -> str:
+    """The certctl generation a FreeBSD release's src carries (see the module docstring).
+
+    13.x "symlink", 14.x "link", releng/15.0 "copy-sticky" (certctl.c as
+    released in 15.0: a rehash re-reads the installed certificates), later
+    15.x branches and main "copy" (certctl.c since "certctl: Unstickify
+    (un)trusted certificates", main 2fef18ff, merged to stable/15 and
+    releng/15.1: a rehash starts from TRUSTPATH/UNTRUSTPATH alone).
+    """
+    if abi_major <= 13:
+        return "symlink"
+    if abi_major == 14:
+        return "link"
+    return "copy-sticky" if branch == "releng/15.0" else "copy"
+
+
+def certificate_pieces(data: bytes) -> list[tuple[bytes, bool]]:
+    """certctl.sh's do_scan(): (bytes to install, installable as a link) per certificate of a file.
+
+    `grep -c '^Certificate:$'`: none -> the file is skipped; one -> the file
+    itself; more -> `egrep '^[^#]' | split -p '^Certificate:$'`, each piece
+    copied (a piece without a certificate fails openssl and is skipped).
+    """
+    lines = data.split(b"\n")
+    dumps = sum(1 for line in lines if line == b"Certificate:")
+    if dumps == 0:
+        return []
+    if dumps == 1:
+        return [(data, True)]
+    pieces: list[list[bytes]] = [[]]
+    for line in lines:
+        if not line or line.startswith(b"#"):
+            continue
+        if line == b"Certificate:" and pieces[-1]:
+            pieces.append([])
+        pieces[-1].append(line)
+    return [(b"\n".join(p) + b"\n", False) for p in pieces if _PEM.search(b"\n".join(p))]
+
+
+def _linked(trusted: Mapping[str, bytes], untrusted: Mapping[str, bytes], copy: bool) -> list[Entry]:
+    """certctl.sh of 14.x: untrusted first (no checks), then trusted ones not untrusted nor installed."""
+    out: list[Entry] = []
+    installed: dict[str, dict[str, bytes]] = {"untrusted": {}, "certs": {}}      # dest -> name -> fingerprint
+    for sub, files, dest in (("untrusted", untrusted, "untrusted"), ("trusted", trusted, "certs")):
+        source_dir = f"{SHARE_CERTS}/{sub}"
+        for name in _ls(files, source_dir):
+            if not name.endswith(CERT_SUFFIXES):
+                continue
+            for piece, linkable in certificate_pieces(files[name]):
+                cert = read_certificates(piece, f"{source_dir}/{name}")[0]
+                if dest == "certs" and any(n.rsplit(".", 1)[0] == cert.subject_hash and fp == cert.fingerprint
+                                           for d in installed.values() for n, fp in d.items()):
+                    continue
+                link = _first_free(cert.subject_hash, set(installed[dest]))
+                installed[dest][link] = cert.fingerprint
+                path = f"{SSL_DIR}/{dest}/{link}"
+                if linkable and not copy:
+                    out.append(Entry(path, "hardlink", CERT_MODE, target=f"{source_dir}/{name}"))
+                else:
+                    out.append(Entry(path, "file", CERT_MODE, data=piece))
     return out
 
 

@@ -6,11 +6,12 @@ only, big-endian pages whatever the target, the same HASHINFO and put order,
 through dbhash's replay of libc's db(3).  The files are therefore the same for
 amd64 and aarch64, and byte for byte what that code writes.
 
-/etc/passwd and comments: the 14.x/15 source (the one without $FreeBSD$ tags
-that writes BIG_ENDIAN v4-only databases) skips comment lines when it writes
-the V7 passwd file, "since this could reveal encrypted passwords if entries
-have been simply commented out"; older releases copied them.  This module
-follows the newer source: comments and blank lines never reach /etc/passwd.
+/etc/passwd and comments: two v4-only sources of usr.sbin/pwd_mkdb/pwd_mkdb.c
+differ.  The newer one (main, 15.x) skips comment and blank lines when it
+writes the V7 passwd file, "since this could reveal encrypted passwords if
+entries have been simply commented out"; the older one (14.x) copies them
+(`if (is_comment && makeold)`, a blank line counting as a comment).  The
+caller picks the generation of the release being built (copy_comments).
 
 Where FreeBSD's tool exits with "line #N too long", "corrupted entry" and the
 like, pwd_mkdb() raises StepError naming master.passwd and the line number.
@@ -173,7 +174,12 @@ def scan_entry(line: bytes) -> PasswdEntry:
 
 def read_master_passwd(master_passwd: bytes) -> list[PasswdEntry]:
     """pwd_mkdb's scan(): every entry in file order; comments and blank lines dropped."""
-    entries = []
+    return [line for line in scan_lines(master_passwd) if isinstance(line, PasswdEntry)]
+
+
+def scan_lines(master_passwd: bytes) -> list[PasswdEntry | bytes]:
+    """Every line as scan() sees it: an entry, or a comment/blank line (its text, up to a NUL)."""
+    entries: list[PasswdEntry | bytes] = []
     lines = master_passwd.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -184,6 +190,7 @@ def read_master_passwd(master_passwd: bytes) -> list[PasswdEntry]:
         line = line.split(b"\0", 1)[0]  # C reads the line as a string
         stripped = line.lstrip(b" \t")
         if not stripped or stripped.startswith(b"#"):
+            entries.append(line)
             continue
         try:
             entries.append(scan_entry(line))
@@ -215,14 +222,20 @@ def pwd_puts(entries: list[PasswdEntry], secure: bool) -> list[tuple[bytes, byte
     return puts
 
 
-def pwd_mkdb(master_passwd: bytes) -> PwdDatabases:
-    """Build /etc/passwd, pwd.db (passwords starred) and spwd.db from master.passwd."""
-    entries = read_master_passwd(master_passwd)
+def pwd_mkdb(master_passwd: bytes, *, copy_comments: bool = False) -> PwdDatabases:
+    """Build /etc/passwd, pwd.db (passwords starred) and spwd.db from master.passwd.
+
+    *copy_comments*: the 14.x pwd_mkdb.c copies comment and blank lines into
+    /etc/passwd (`if (is_comment && makeold)`); the 15.x one does not.
+    """
+    lines = scan_lines(master_passwd)
+    entries = [line for line in lines if isinstance(line, PasswdEntry)]
     files = []
     for secure in (False, True):
         db = HashWriter(*PWD_HASHINFO)
         for key, data in pwd_puts(entries, secure):
             db.put(key, data)
         files.append(db.getvalue())
-    passwd = b"".join(entry.v7_line() for entry in entries)
+    passwd = b"".join(line.v7_line() if isinstance(line, PasswdEntry) else line + b"\n"
+                      for line in lines if isinstance(line, PasswdEntry) or copy_comments)
     return PwdDatabases(passwd=passwd, pwd_db=files[0], spwd_db=files[1])

@@ -71,6 +71,7 @@ class StepContext:
     read_src_dir: Callable[[str], dict[str, bytes]]     # the regular files of one src directory ({} if absent)
     byte_order: str
     repository: RepoSettings | None = None              # only for kinds with needs_repository
+    tools: dict = field(default_factory=dict)           # tool generations of the release (builtins.generations)
 
 
 def _no_paths(step: Step) -> list[str]:

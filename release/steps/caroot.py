@@ -1,8 +1,11 @@
 """caroot: the CA certificates of src secure/caroot, and ``certctl -c rehash``.
 
-oci-image-static.conf installs the trusted and untrusted certificates of the
-release's src and runs certctl's rehash, which makes the <hash>.N links under
-/etc/ssl/certs (release.builtins.certctl).
+oci-image-static.conf runs `certctl -c rehash` with TRUSTPATH and UNTRUSTPATH
+pointing at the release's src: the hash files under /etc/ssl/certs and
+/etc/ssl/untrusted, as the release's own certctl makes them
+(release.builtins.certctl: the 14.x certctl.sh copies each file whole and
+writes no bundle, the C certctl of 15.x writes each certificate as PEM and the
+bundle /etc/ssl/cert.pem).
 """
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ LAYOUTS = ("untrusted", "blacklisted")
 def apply(tree: LayerTree, step: Step, ctx: StepContext) -> None:
     trusted = ctx.read_src_dir(step.get("trusted"))
     untrusted = ctx.read_src_dir(step.get("untrusted"))
-    for e in certctl.rehash(trusted, untrusted, layout=step.get("layout"), style="copy", install_sources=False):
+    style = "copy" if ctx.tools.get("certctl", "copy").startswith("copy") else "link"
+    for e in certctl.rehash(trusted, untrusted, layout=step.get("layout"), style=style, install_sources=False,
+                            copy=True):
         put_with_parents(tree, e, "step caroot")
 
 
