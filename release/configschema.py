@@ -35,6 +35,15 @@ def one_of(choices) -> Callable[[Any], str | None]:
     return check
 
 
+def pkgdb_generation(*, inherit: bool) -> Callable[[Any], str | None]:
+    """A local.sqlite generation pkg writes (0 on a release: the [pkgbase] one)."""
+    def check(value):
+        if value in PKGDB_SCHEMAS or (inherit and value == 0):
+            return None
+        return f"unknown pkg database generation {value!r} (supported: {', '.join(map(str, PKGDB_SCHEMAS))})"
+    return check
+
+
 def positive(value) -> str | None:
     return None if value > 0 else f"must be positive, not {value}"
 
@@ -119,8 +128,9 @@ SCHEMA: dict[str, list[Setting]] = {
                 example='"keys/my-repo"'),
         Setting("pubkey", "str", "", doc='the RSA public key (PEM) for "pubkey", relative to config.toml',
                 example='"keys/repo.pub"'),
-        Setting("pkgdb_schema", "int", 42, one_of(PKGDB_SCHEMAS),
-                "generation of /var/db/pkg/local.sqlite in images that ship pkg (42: pkg 2.x, 36: pkg 1.x)",
+        Setting("pkgdb_schema", "int", 42, pkgdb_generation(inherit=False),
+                "generation of /var/db/pkg/local.sqlite in images that ship pkg (42: pkg 2.8 and later, "
+                "36: pkg 1.21 to 2.3)",
                 "36"),
         Setting("pkg_packages", "list[str]", ["FreeBSD-pkg-bootstrap", "FreeBSD-pkg"],
                 doc="packages whose presence in an image makes it ship a pkg database",
@@ -215,7 +225,7 @@ SCHEMA: dict[str, list[Setting]] = {
         Setting("fingerprints", "str", "", doc="overrides [pkgbase] fingerprints",
                 example='"src:share/keys/pkgbase-15"'),
         Setting("pubkey", "str", "", doc="overrides [pkgbase] pubkey", example='"keys/repo.pub"'),
-        Setting("pkgdb_schema", "int", 0, one_of((0,) + PKGDB_SCHEMAS), "overrides [pkgbase] pkgdb_schema "
+        Setting("pkgdb_schema", "int", 0, pkgdb_generation(inherit=True), "overrides [pkgbase] pkgdb_schema "
                 "(0: the default)", "36"),
         Setting("lock", "str", "", doc="directory of <arch>.json lock files pinning this release",
                 example='"locks/14.2-RELEASE"'),

@@ -12,10 +12,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import toml
 
 from release.builtins import pkgdb, pkgdb_rows, pkgdb_schema
 from release.errors import StepError
 from release.sums import ZBASE32, pkg2_sum, zbase32
+from tests.conftest import PROJECT
+from tests.pipeline_support import doit, error_lines
 
 EPOCH = 1_733_000_000
 SH_HEX = hashlib.sha256(b"#!/bin/sh\n").hexdigest()
@@ -315,3 +318,18 @@ def test_read_pkgdb_refuses_what_is_not_a_pkg_database(tmp_path):
     junk.write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(StepError, match="not a pkg database"):
         pkgdb.read_pkgdb(junk)
+
+
+def test_an_unknown_generation_is_a_config_error_listing_the_supported_ones(tmp_path):
+    data = toml.loads((PROJECT / "config.toml").read_text())
+    data["pkgbase"]["pkgdb_schema"] = 41
+    data["releases"]["demo"]["pkgdb_schema"] = 37
+    path = tmp_path / "config.toml"
+    path.write_text(toml.dumps(data))
+    proc = doit(path, tmp_path / "work", "build:demo", check=False)
+    assert proc.returncode == 2
+    lines = error_lines(proc)
+    assert "config.toml: pkgbase.pkgdb_schema: unknown pkg database generation 41 (supported: 36, 42)" in lines
+    assert "config.toml: releases.demo.pkgdb_schema: unknown pkg database generation 37 (supported: 36, 42)" \
+        in lines
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").rglob("*.sqlite"))
