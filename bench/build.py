@@ -9,7 +9,10 @@
    time, peak RSS and the bytes it read and wrote (/proc/self/io rchar/wchar),
    and per stage (layer, image, index, archive, checksum) the time of its tasks
    (the project's reporter writes task times when RELEASE_TASK_TIMES is set);
-4. measures, in the same run, the floor: decompressing every package once,
+4. times writing /var/db/pkg/local.sqlite for every flavour that ships pkg,
+   the way the layer task writes it (manifests and @config texts from the
+   layer metadata), against the layer stage of the same build;
+5. measures, in the same run, the floor: decompressing every package once,
    compressing each distinct layer once with the configured compressor, and
    xz-compressing each distinct archive byte once (what any .txz of these
    bytes costs when its blobs are really xz-compressed) — plus the floor of the
@@ -162,6 +165,36 @@ def floor(work: Path, arches: list[str], flavours: list[str]) -> dict:
             "xz": timed(xz_each_byte), "xz_store": timed(xz_store)}
 
 
+def pkgdb_time(config: Path, work: Path, arches: list[str], flavours: list[str]) -> dict:
+    """Seconds spent writing local.sqlite for each layer that has one, as write_pkgdb_entry() does it."""
+    from release.config import load
+    from release.layerplan import plan_layer, write_pkgdb_entry
+    from release.tree import LayerTree, ParentView
+    from release.workspace import Workspace
+    cfg = load(config, workdir=work)
+    ws = Workspace.of(cfg)
+    out = {"layers": 0, "packages": 0, "seconds": 0.0}
+    for arch in arches:
+        for flavour in flavours:
+            plan = plan_layer(cfg, "bench", arch, flavour)
+            if not plan["pkgdb"]:
+                continue
+            with tempfile.TemporaryFile(dir=ws.root / "tmp") as spool:
+                tree = LayerTree(ParentView(), spool)
+                out["seconds"] += timed(lambda: write_pkgdb_entry(ws, tree, plan, {}))
+            out["layers"] += 1
+            out["packages"] += len(plan["pkgdb"]["packages"])
+    return out
+
+
+def report_pkgdb(build: dict, pkgdb: dict) -> None:
+    layer = sum(v for k, v in build["tasks"].items() if k.split(":", 1)[0] == "layer")
+    print()
+    print(f"{'pkg database':<48} {'s':>8} {'of layer stage':>15}")
+    print(f"{'local.sqlite, ' + str(pkgdb['layers']) + ' layers, ' + str(pkgdb['packages']) + ' packages':<48} "
+          f"{pkgdb['seconds']:8.2f} {100 * pkgdb['seconds'] / layer:14.1f}%")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="build.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=640)
@@ -188,8 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         parallel = run_doit(config, work, ["-n", str(args.jobs), "build:bench"], root / "parallel.json")
         same = all(a.read_bytes() == data for a, data in serial.items())
         del serial
+        pkgdb = pkgdb_time(config, work, arches, flavours)
         fl = floor(work, arches, flavours)       # last: it holds whole layers in memory
         report(args, t_gen, build, parallel, same, fl, archives)
+        report_pkgdb(build, pkgdb)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
