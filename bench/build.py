@@ -166,24 +166,28 @@ def floor(work: Path, arches: list[str], flavours: list[str]) -> dict:
 
 
 def pkgdb_time(config: Path, work: Path, arches: list[str], flavours: list[str]) -> dict:
-    """Seconds spent writing local.sqlite for each layer that has one, as write_pkgdb_entry() does it."""
+    """Seconds spent writing local.sqlite for each layer that has one, as the layer stage does it."""
     from release.config import load
-    from release.layerplan import plan_layer, write_pkgdb_entry
+    from release.layer import read_inputs
+    from release.pkgmeta import write_pkgdb_entry
+    from release.planner import layer_plan
     from release.tree import LayerTree, ParentView
-    from release.workspace import Workspace
     cfg = load(config, workdir=work)
-    ws = Workspace.of(cfg)
     out = {"layers": 0, "packages": 0, "seconds": 0.0}
     for arch in arches:
         for flavour in flavours:
-            plan = plan_layer(cfg, "bench", arch, flavour)
-            if not plan["pkgdb"]:
+            plan = layer_plan(cfg, "bench", arch, flavour)
+            if not plan.pkgdb:
                 continue
-            with tempfile.TemporaryFile(dir=ws.root / "tmp") as spool:
+            inputs = read_inputs(plan)
+            ws = plan.workspace
+            with tempfile.TemporaryFile(dir=ws.tmp()) as spool:
                 tree = LayerTree(ParentView(), spool)
-                out["seconds"] += timed(lambda: write_pkgdb_entry(ws, tree, plan, {}))
+                out["seconds"] += timed(lambda: write_pkgdb_entry(
+                    ws, tree, list(inputs.pkgdb_packages), schema=plan.pkgdb.schema,
+                    time=inputs.src.source_date_epoch, repository=plan.pkgdb.repository, metas={}))
             out["layers"] += 1
-            out["packages"] += len(plan["pkgdb"]["packages"])
+            out["packages"] += len(inputs.pkgdb_packages)
     return out
 
 

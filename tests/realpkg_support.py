@@ -73,8 +73,8 @@ class RealPkg:
 
 def need_pkg(version: str, home: Path) -> RealPkg:
     """The real pkg *version* from ../shared, or a skip (outside CI) / failure (in CI)."""
-    if not SHARED.is_dir():
-        unavailable("../shared is not present next to this checkout (real pkg binaries)")
+    if not (SHARED / "tools" / "pkg").is_dir():
+        unavailable("the real pkg binary from ../shared/tools/pkg is absent")
     binary = SHARED / "tools" / "pkg" / version / "bin" / "pkg"
     if not binary.is_file():
         pytest.fail(f"{binary}: missing from ../shared") if in_ci() else unavailable(f"{binary} missing")
