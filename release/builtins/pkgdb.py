@@ -51,7 +51,7 @@ DB_MODE = 0o644
 
 
 def write_pkgdb(dest: Path, packages: list[dict], *, time: int, schema: int,
-                repository: str | None = "base") -> None:
+                repository: str | None = None) -> None:
     """Write local.sqlite for *packages* (parsed +MANIFESTs, install order) at *dest*.
 
     *schema* is the PRAGMA user_version of the pkg the image ships (36 or 42);
