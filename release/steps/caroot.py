@@ -37,7 +37,7 @@ def check(options: dict) -> list[tuple[str, str]]:
 
 KIND = StepKind(
     name="caroot",
-    doc="Installs the CA certificates of src secure/caroot and makes certctl's hash links.",
+    doc="Hashes the CA certificates of src secure/caroot into /etc/ssl as the release's own certctl -c rehash does.",
     options=(Option("trusted", "str", "src directory of trusted certificates", "secure/caroot/trusted"),
              Option("untrusted", "str", "src directory of distrusted certificates", "secure/caroot/untrusted"),
              Option("layout", "str", 'where distrusted certificates go: "untrusted" (14.x and later) or '
