@@ -3,7 +3,7 @@
 Only configuration and task imports live here; tasks/ turns config.toml into
 tasks, release/ does the work.
 """
-from tasks.build import task_build  # noqa: F401
+from tasks.build import task_build, task_config_check  # noqa: F401
 from tasks.common import WS
 from tasks.images import (task_archive, task_checksum, task_image, task_index, task_layer,  # noqa: F401
                           task_sbom, task_verify_checksums)

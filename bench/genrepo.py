@@ -33,6 +33,8 @@ if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
 from release import config as config_mod  # noqa: E402
+from release.demo.inputs import demo_flavours  # noqa: E402
+from release.planner import demo_release  # noqa: E402
 from release.catalogue import open_catalogue  # noqa: E402
 from release.demo.content import DEFAULT_VERSION  # noqa: E402
 from release.demo.generate import KEY_NAME, DemoInfo, generate_demo  # noqa: E402
@@ -76,11 +78,11 @@ def catalogue_rows(info: DemoInfo, arch: str, repo: str) -> dict[str, dict]:
     return {name: dict(entry.raw) for name, entry in catalogue.entries.items()}
 
 
-def flavour_table(rows: dict[str, dict], label: str, cfg: config_mod.Config,
-                  release: config_mod.Release) -> list[str]:
-    """One line per flavour: what its layer adds, and the running total."""
-    flavours = [cfg.flavours[name] for name in release.flavours]
-    plan = [(f.name, f.parent, tuple(release.flavour_packages(f))) for f in flavours]
+def flavour_table(rows: dict[str, dict], label: str, release: config_mod.Release) -> list[str]:
+    """One line per flavour (as the demo src defines the release's family): what its layer adds, and the
+    running total."""
+    plan = [(f.name, f.parent, tuple(dict(release.packages).get(f.name, f.packages)))
+            for f in demo_flavours(release.branch)]
     resolved = solve(Universe(rows, label), plan)
     lines = [f"{'flavour':<12} {'parent':<10} {'packages':>8} {'uncompressed':>13} {'compressed':>11} "
              f"{'ratio':>6} {'cumulative':>11}"]
@@ -104,20 +106,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.config.name}: no release {args.release!r}", file=sys.stderr)
             return 2
         release = cfg.releases[args.release]
+        demo = demo_release(release)
         started = time.monotonic()
-        info = generate_demo(args.outdir, arches=arches, abi_major=release.abi_major,
-                             repos={release.repo: args.version}, scale=args.scale, pkg_level=args.pkg_level)
+        info = generate_demo(args.outdir, arches=arches, abi_major=demo.abi_major,
+                             repos={demo.repo: args.version}, scale=args.scale, pkg_level=args.pkg_level)
         elapsed = time.monotonic() - started
         print(f"{args.outdir}: {'generated ' + ', '.join(info.written) if info.written else 'up to date'} "
               f"in {elapsed:.1f} s (scale {args.scale:g}, zstd level {args.pkg_level})")
         for (arch, repo) in sorted(info.repositories):
-            label = f"FreeBSD:{release.abi_major}:{arch}/{repo}"
+            label = f"FreeBSD:{demo.abi_major}:{arch}/{repo}"
             rows = catalogue_rows(info, arch, repo)
             flat = sum(r["flatsize"] for r in rows.values())
             packed = sum(r["pkgsize"] for r in rows.values())
             print(f"\n{label}: {len(rows)} packages, {flat / MB:.1f} MB uncompressed, "
                   f"{packed / MB:.1f} MB compressed")
-            for line in flavour_table(rows, label, cfg, release):
+            for line in flavour_table(rows, label, release):
                 print("  " + line)
     except ReleaseError as e:
         print(str(e), file=sys.stderr)

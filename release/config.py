@@ -116,14 +116,22 @@ class Flavour:
 
 @dataclass(frozen=True)
 class Release:
+    """A release as configured; release.matrix fills in what the release's own src says.
+
+    version, abi_major and repo may be empty (0) and flavours empty here: they
+    are then read from the release's src (sys/conf/newvers.sh, release/tools).
+    A branch with glob characters stands for one release per matching branch.
+    """
     name: str                       # the task key: "14.2-RELEASE", "demo"
-    version: str                    # what goes into file names: "14.2-RELEASE"
+    version: str                    # what goes into file names: "14.2-RELEASE" ("" = from newvers.sh)
     kind: str
     branch: str
-    repo: str                       # pkgbase repository: base_release_2, base_latest
-    abi_major: int
+    newest: int                     # with a branch glob: keep the newest N matches (0 = all)
+    repo: str                       # pkgbase repository: base_release_2, base_latest ("" = by version)
+    abi_major: int                  # 0 = from newvers.sh
     arches: tuple[str, ...]
-    flavours: tuple[str, ...]       # in build order, parents first
+    flavours: tuple[str, ...]       # in build order, parents first (() = what the src builds)
+    image_name: str                 # "freebsd-${FLAVOUR}", "freebsd${MAJOR}-${FLAVOUR}" ("" = as the src names them)
     mirror: str                     # pkgbase URL template override ("" = pkgbase.url)
     src_url: str                    # src git URL override ("" = src.url)
     source: str                     # what images name as their source ("" = the src URL)
@@ -140,6 +148,10 @@ class Release:
 
     def abi(self, arch: str) -> str:
         return f"FreeBSD:{self.abi_major}:{arch}"
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(c in self.branch for c in "*?[")
 
 
 @dataclass(frozen=True)
@@ -318,18 +330,23 @@ def _check_graph(chk: _Checker, flavours: dict[str, dict]) -> None:
 
 
 def _check_release(chk: _Checker, name: str, r: dict, arches: dict, flavours: dict) -> None:
+    """What can be checked before the release's src is read (flavours the config does not define may come
+    from the src; release.matrix checks those)."""
     where = f"releases.{name}"
     for a in r.get("arches", []):
         if a not in arches:
             chk.problem(f"{where}.arches", f'unknown architecture "{a}" (known: {", ".join(sorted(arches))})')
     listed = r.get("flavours", [])
     for fl in listed:
-        if fl not in flavours:
-            chk.problem(f"{where}.flavours", f'unknown flavour "{fl}"')
-            continue
-        parent = flavours[fl].get("parent")
+        parent = flavours[fl].get("parent") if fl in flavours else None
         if parent and parent in flavours and parent not in listed:
             chk.problem(f"{where}.flavours", f'flavour "{fl}" needs its parent "{parent}" in the same release')
+    glob = any(c in str(r.get("branch", "")) for c in "*?[")
+    if r.get("newest") and not glob:
+        chk.problem(f"{where}.newest", "only a branch glob (releng/15.*) has matches to choose from")
+    if glob and (r.get("version") or r.get("lock")):
+        chk.problem(f"{where}.{'version' if r.get('version') else 'lock'}",
+                    "a branch glob stands for several releases: their versions and locks come from each branch")
     if str(r.get("src_url", "")).startswith("file:") and not r.get("source"):
         chk.problem(f"{where}.source", "missing: images built from a local src_url need a source to name")
     packages = r.get("packages", {})
@@ -350,7 +367,7 @@ def _build_order(listed: list[str], flavours: dict[str, dict]) -> tuple[str, ...
     def visit(n: str) -> None:
         if n in order:
             return
-        parent = flavours[n].get("parent")
+        parent = flavours[n].get("parent") if n in flavours else None
         if parent:
             visit(parent)
         order.append(n)
@@ -362,8 +379,11 @@ def _build_order(listed: list[str], flavours: dict[str, dict]) -> tuple[str, ...
 
 # --------------------------------------------------------------------------- loading
 
+DEFAULTS = Path(__file__).resolve().parent / "defaults.toml"
+
+
 def load(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -> Config:
-    """Parse and validate *path*; raise ConfigError listing every problem found."""
+    """Parse and validate *path* (over the built-in defaults); raise ConfigError listing every problem found."""
     path = Path(path)
     source = path.name
     try:
@@ -375,7 +395,24 @@ def load(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -
     return from_dict(data, path=path, workdir=workdir)
 
 
+def with_defaults(data: dict) -> dict:
+    """*data* over release/defaults.toml: [architectures.*] and [flavours.*] merged key by key."""
+    defaults = toml.loads(DEFAULTS.read_text())
+    out = dict(data)
+    for table in ("architectures", "flavours"):
+        mine = data.get(table, {})
+        if not isinstance(mine, dict):
+            continue                    # the checker reports it
+        merged = {k: dict(v) for k, v in defaults[table].items()}
+        for name, values in mine.items():
+            merged[name] = {**merged.get(name, {}), **values} if isinstance(values, dict) else values
+        out[table] = merged
+    return out
+
+
 def from_dict(data: dict, *, path: Path, workdir: str | os.PathLike | None = None) -> Config:
+    """Validate *data* (over the built-in defaults) and build the Config."""
+    data = with_defaults(data)
     chk = _Checker(path.name)
     project = path.resolve().parent
     top_sections = {"pipeline", "src", "pkgbase", "publish", "push", "signing", "registries", "architectures",
@@ -433,9 +470,10 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
     releases = {}
     for n, r in tables["releases"].items():
         releases[n] = Release(
-            name=n, version=r["version"] or n, kind=r["kind"], branch=r["branch"], repo=r["repo"],
+            name=n, version=r["version"], kind=r["kind"], branch=r["branch"], newest=r["newest"], repo=r["repo"],
             abi_major=r["abi_major"], arches=tuple(r["arches"]),
-            flavours=_build_order(r["flavours"], tables["flavours"]), mirror=r["mirror"], src_url=r["src_url"],
+            flavours=_build_order(r["flavours"], tables["flavours"]), image_name=r["image_name"],
+            mirror=r["mirror"], src_url=r["src_url"],
             source=r["source"],
             signature_type=r["signature_type"] or pkgbase.signature_type,
             fingerprints=r["fingerprints"] or pkgbase.fingerprints, pubkey=r["pubkey"] or pkgbase.pubkey,

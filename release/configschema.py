@@ -48,6 +48,10 @@ def positive(value) -> str | None:
     return None if value > 0 else f"must be positive, not {value}"
 
 
+def non_negative(value) -> str | None:
+    return None if value >= 0 else f"must not be negative, not {value}"
+
+
 def in_range(lo: int, hi: int) -> Callable[[Any], str | None]:
     def check(value):
         return None if lo <= value <= hi else f"must be between {lo} and {hi}, not {value}"
@@ -122,9 +126,10 @@ SCHEMA: dict[str, list[Setting]] = {
                 example='"https://pkg.example.org/${ABI}/${REPO}"'),
         Setting("signature_type", "str", "fingerprints", one_of(SIGNATURE_TYPES),
                 "how catalogues are verified, as pkg's repository option of that name", '"pubkey"'),
-        Setting("fingerprints", "str", "src:share/keys/pkg",
+        Setting("fingerprints", "str", "src:auto",
                 doc='trust anchors for "fingerprints": src:<dir> reads trusted/ and revoked/ at the '
-                    "release's src commit; otherwise a directory (relative to config.toml) holding them",
+                    "release's src commit (src:auto: share/keys/pkgbase-<major> where the release's src has it, "
+                    "else share/keys/pkg); otherwise a directory (relative to config.toml) holding them",
                 example='"keys/my-repo"'),
         Setting("pubkey", "str", "", doc='the RSA public key (PEM) for "pubkey", relative to config.toml',
                 example='"keys/repo.pub"'),
@@ -204,16 +209,27 @@ SCHEMA: dict[str, list[Setting]] = {
                 example='"Shell-based workloads"'),
     ],
     "releases.*": [
-        Setting("version", "str", "", doc="what file names and tags say (empty: the table's name)",
-                example='"14.2-RELEASE"'),
+        Setting("version", "str", "", doc="what file names and tags say (empty: REVISION-BRANCH of the "
+                "release's sys/conf/newvers.sh)", example='"14.2-RELEASE"'),
         Setting("kind", "str", "release", one_of(RELEASE_KINDS),
                 "release (releases/ tree) or snapshot (snapshots/ tree, dated names)", '"snapshot"'),
-        Setting("branch", "str", doc="src branch", example='"releng/14.2"'),
-        Setting("repo", "str", doc="pkgbase repository name (${REPO})", example='"base_release_2"'),
-        Setting("abi_major", "int", check=positive, doc="FreeBSD major version of the ABI", example="14"),
+        Setting("branch", "str", doc="src branch; a glob (releng/15.*) makes one release per matching branch, "
+                "named by its version", example='"releng/14.2"'),
+        Setting("newest", "int", 0, non_negative, "with a branch glob: only the newest N matching branches "
+                "(0: every one)", "1"),
+        Setting("repo", "str", "", doc="pkgbase repository name (${REPO}; empty: where pkg.FreeBSD.org "
+                "publishes the release, base_release_<minor> for releases and base_latest for snapshots)",
+                example='"base_release_2"'),
+        Setting("abi_major", "int", 0, non_negative, "FreeBSD major version of the ABI (0: from newvers.sh)",
+                "14"),
         Setting("arches", "list[str]", doc="TARGET_ARCHes to build", example='["amd64", "aarch64"]'),
-        Setting("flavours", "list[str]", doc="flavours to build (parents are built first)",
+        Setting("flavours", "list[str]", [], doc="flavours to build, parents first (empty: what the release's "
+                "src builds: release/Makefile.oci OCI_IMAGES, else every release/tools/oci-image-*.conf); a "
+                "listed flavour is defined by [flavours.<name>] when the configuration has it, else by the src",
                 example='["static", "dynamic", "minimal"]'),
+        Setting("image_name", "str", "", doc="image name template (${FLAVOUR}, ${MAJOR}); empty: as the "
+                "release's make-oci-image.sh names them (freebsd${MAJOR}-${FLAVOUR} in 14.x), else "
+                "freebsd-${FLAVOUR}", example='"freebsd${MAJOR}-${FLAVOUR}"'),
         Setting("mirror", "str", "", doc="pkgbase URL template for this release (overrides [pkgbase] url)",
                 example='"file:///srv/pkgbase/${ABI}/${REPO}"'),
         Setting("src_url", "str", "", doc="src repository for this release (overrides [src] url)",

@@ -18,15 +18,17 @@ on the same bytes.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import steps as step_kinds
 from .builtins.entries import Entry
 from .builtins.scripts import recognise
 from .emulate import Emulation, emulation_for, install_scripts
-from .errors import StepError
+from .errors import InputError, StepError
 from .fsutil import file_digest, identity
 from .install import run_script_action
 from .layerblob import write_layer_blob
@@ -52,6 +54,7 @@ class LayerInputs:
     parent_view_digest: str | None
     pkgdb_packages: tuple[LockedPackage, ...]   # every package of the image, parents' first (pkgdb only)
     parent_layers: tuple[LayerRecord, ...]      # the layers below (only when target code runs)
+    keys: dict[str, bytes] = field(default_factory=dict)    # trust anchors to install: image path -> content
 
     def identity_json(self) -> dict:
         def pkgs(ps: tuple[LockedPackage, ...]) -> list[dict]:
@@ -60,7 +63,8 @@ class LayerInputs:
                 "source_date_epoch": self.src.source_date_epoch, "parent_view": self.parent_view_digest,
                 # the database records whether each package was asked for by name (pkg's "automatic")
                 "pkgdb": [dict(x, reason=p.reason) for x, p in zip(pkgs(self.pkgdb_packages), self.pkgdb_packages)],
-                "parent_layers": [{"digest": x.digest, "media_type": x.media_type} for x in self.parent_layers]}
+                "parent_layers": [{"digest": x.digest, "media_type": x.media_type} for x in self.parent_layers],
+                "keys": {p: hashlib.sha256(data).hexdigest() for p, data in sorted(self.keys.items())}}
 
 
 def read_inputs(plan: LayerPlan) -> LayerInputs:
@@ -76,7 +80,15 @@ def read_inputs(plan: LayerPlan) -> LayerInputs:
         src=src,
         parent_view=ParentView.load(view) if view else ParentView(),
         parent_view_digest=file_digest(view) if view else None,
-        pkgdb_packages=pkgdb, parent_layers=parents)
+        pkgdb_packages=pkgdb, parent_layers=parents,
+        keys={image: _read_key(host) for host, image in plan.key_files()})
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read a trust anchor the image must carry: {e.strerror}") from None
 
 
 def build_layer(plan: LayerPlan) -> dict:
@@ -110,7 +122,7 @@ def _reusable(ws: Workspace, ident: str) -> BuiltLayer | None:
 def _context(plan: LayerPlan, inputs: LayerInputs) -> StepContext:
     files = SrcFiles(plan.src, inputs.src)
     return StepContext(read_src=files.read, read_src_dir=files.read_dir, byte_order=plan.byte_order,
-                       repository=plan.repository, tools=plan.tools)
+                       repository=plan.repository, tools=plan.tools, keys=dict(inputs.keys))
 
 
 def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:

@@ -36,9 +36,10 @@ def image_version(version: str, kind: str, src: HasSuffix) -> str:
     return f"{version}-{src.suffix}" if kind == "snapshot" and src.suffix else version
 
 
-def ref_name(flavour: str, version: str, arch: str | None = None) -> str:
-    """The reference an image loads as from an archive or layout: freebsd-<flavour>:<version>[-<arch>]."""
-    return f"freebsd-{flavour}:{version}" + (f"-{arch}" if arch else "")
+def ref_name(image: str, version: str, arch: str | None = None) -> str:
+    """The reference an image loads as from an archive or layout: <image>:<version>[-<arch>]
+    (freebsd14-minimal:14.2-RELEASE-amd64 as 14.x names it, freebsd-runtime:15.0-RELEASE-amd64 later)."""
+    return f"{image}:{version}" + (f"-{arch}" if arch else "")
 
 
 def registry_repository(namespace: str, flavour: str) -> str:

@@ -1,7 +1,8 @@
-"""From config.toml to plans: the one place that decides what each stage reads.
+"""From the release matrix to plans: the one place that decides what each stage reads.
 
-Every stage plan (release.plans) is made here from the validated Config, and
-nowhere else reads the Config for a stage: the doit tasks derive their
+Every stage plan (release.plans) is made here from the resolved matrix
+(release.matrix: config.toml completed by each release's own src), and nowhere
+else reads the configuration for a stage: the doit tasks derive their
 ``file_dep``, ``targets`` and ``config_changed`` from these plans, and the
 stage bodies take them as their only argument.  Adding a setting that a stage
 needs means adding it to that stage's plan here, which is also what makes the
@@ -17,12 +18,18 @@ from .builtins.generations import tool_generations
 from .builtins.repoconf import repository_name
 from .compress import compressor_identity
 from .config import Config, Release
+from .matrix import Matrix
+from .textvars import expand
 from .plans import (ArchFiles, ArchivePlan, CataloguePlan, ChecksumPlan, DemoPlan, DemoRelease,
                     DownloadPlan, FlavourRequest, FlavourSrc, GcPlan, Http, ImagePlan, IndexPlan, KeySettings, LayerPlan,
                     LockPlan, PkgDatabase, PublishPlan, PushFlavour, PushPlan, RebuildPlan, SbomPlan,
                     SrcLocation, SrcPlan, SrcRelease, TreePlan, TrustSettings, VerifyChecksumsPlan)
 from .steps import RepoSettings
 from .workspace import Workspace
+
+
+# where an image keeps the trust anchors of a repository no FreeBSD package ships keys for
+OWN_KEYS = "/usr/local/etc/pkg/keys"
 
 
 def workspace(cfg: Config) -> Workspace:
@@ -52,11 +59,11 @@ def pinned_lock(cfg: Config, release: Release, arch: str) -> str:
     return str(Path(_abs(cfg, release.lock)) / f"{arch}.json") if release.lock else ""
 
 
-def ships_pkg(cfg: Config, release: str, flavour: str) -> bool:
+def ships_pkg(m: Matrix, release: str, flavour: str) -> bool:
     """A flavour whose image (with its parents) requests a pkg package gets a pkg database."""
-    r = cfg.release(release)
-    wanted = set(cfg.pkgbase.pkg_packages)
-    return any(wanted.intersection(r.flavour_packages(f)) for f in cfg.chain(flavour))
+    r = m.release(release)
+    wanted = set(m.config.pkgbase.pkg_packages)
+    return any(wanted.intersection(r.flavour_packages(f)) for f in m.chain(release, flavour))
 
 
 def trust(cfg: Config, release: Release) -> TrustSettings:
@@ -66,49 +73,55 @@ def trust(cfg: Config, release: Release) -> TrustSettings:
                          pubkey=_abs(cfg, release.pubkey) if release.signature_type == "pubkey" else "")
 
 
-def src_paths(cfg: Config, release: Release) -> list[str]:
+def src_paths(m: Matrix, release: str) -> list[str]:
     """Every src path (file or directory) that the release's images or its trust read."""
-    paths = {p for name in release.flavours for p in steps.src_paths(cfg.flavours[name].steps)}
-    paths.update(trust(cfg, release).src_paths())
+    r = m.release(release)
+    paths = {p for name in r.flavours for p in steps.src_paths(m.flavour(release, name).steps)}
+    paths.update(trust(m.config, r).src_paths())
     return sorted(paths)
 
 
 # --------------------------------------------------------------------------- fetch, lock, download
 
-def src_plans(cfg: Config) -> list[SrcPlan]:
+def src_plans(m: Matrix) -> list[SrcPlan]:
     """One plan per distinct src URL; 'src' is the configured FreeBSD src, others are named by a release."""
-    by_url: dict[str, list[Release]] = {}
+    cfg = m.config
+    configured: dict[str, list[Release]] = {}
     for r in sorted(cfg.releases.values(), key=lambda r: r.name):
+        configured.setdefault(cfg.src_url(r), []).append(r)
+    by_url: dict[str, list[Release]] = {}
+    for r in sorted((x.release for x in m.releases.values()), key=lambda r: r.name):
         by_url.setdefault(cfg.src_url(r), []).append(r)
     plans = []
     for url, rels in by_url.items():
-        label = "src" if url == cfg.src.url else f"src-{rels[0].name}"
+        label = "src" if url == cfg.src.url else f"src-{configured[url][0].name}"
         releases = tuple(SrcRelease(
-            name=r.name, branch=r.branch, kind=r.kind, paths=tuple(src_paths(cfg, r)),
-            flavours=tuple(FlavourSrc(name=f, paths=tuple(sorted(steps.src_paths(cfg.flavours[f].steps))))
+            name=r.name, branch=r.branch, kind=r.kind, paths=tuple(src_paths(m, r.name)),
+            flavours=tuple(FlavourSrc(name=f, paths=tuple(sorted(steps.src_paths(m.flavour(r.name, f).steps))))
                            for f in r.flavours),
             pinned_lock=next((pinned_lock(cfg, r, a) for a in r.arches), "")) for r in rels)
-        plans.append(SrcPlan(workspace(cfg), label=label, src=src_location(cfg, rels[0]), releases=releases,
+        plans.append(SrcPlan(workspace(cfg), label=label, src=src_location(cfg, rels[0]),
+                             branches=tuple(sorted({r.branch for r in configured[url]})), releases=releases,
                              epoch_policy=cfg.pipeline.source_date_epoch))
     return plans
 
 
-def catalogue_plan(cfg: Config, release: str, arch: str) -> CataloguePlan:
-    r = cfg.release(release)
+def catalogue_plan(m: Matrix, release: str, arch: str) -> CataloguePlan:
+    cfg, r = m.config, m.release(release)
     return CataloguePlan(workspace(cfg), release=release, arch=arch, url=cfg.pkgbase_url(r, arch),
                          trust=trust(cfg, r), src=src_location(cfg, r), http=http(cfg))
 
 
-def lock_plan(cfg: Config, release: str, arch: str) -> LockPlan:
-    r = cfg.release(release)
-    flavours = tuple(FlavourRequest(name=f, parent=cfg.flavours[f].parent,
-                                    packages=r.flavour_packages(cfg.flavours[f])) for f in r.flavours)
+def lock_plan(m: Matrix, release: str, arch: str) -> LockPlan:
+    cfg, r = m.config, m.release(release)
+    flavours = tuple(FlavourRequest(name=f, parent=m.flavour(release, f).parent,
+                                    packages=r.flavour_packages(m.flavour(release, f))) for f in r.flavours)
     return LockPlan(workspace(cfg), release=release, arch=arch, abi=r.abi(arch), url=cfg.pkgbase_url(r, arch),
                     flavours=flavours, pinned=pinned_lock(cfg, r, arch))
 
 
-def download_plan(cfg: Config, release: str, arch: str) -> DownloadPlan:
-    r = cfg.release(release)
+def download_plan(m: Matrix, release: str, arch: str) -> DownloadPlan:
+    cfg, r = m.config, m.release(release)
     return DownloadPlan(workspace(cfg), release=release, arch=arch, url=cfg.pkgbase_url(r, arch), http=http(cfg))
 
 
@@ -121,18 +134,37 @@ def compression(cfg: Config) -> dict:
                                gzip_engine=p.gzip_engine)
 
 
-def repository_settings(cfg: Config, release: Release) -> RepoSettings:
-    """What the image's own pkg configuration says about its trust (the release's, as pkg sees it)."""
-    spec = release.fingerprints
-    fingerprints = spec[4:] if spec.startswith("src:") else "share/keys/pkg"
-    return RepoSettings(signature_type=release.signature_type, fingerprints="/usr/" + fingerprints.strip("/"),
-                        variables={"REPO": release.repo, "MAJOR": str(release.abi_major)})
+def repository_settings(m: Matrix, release: str) -> RepoSettings:
+    """What the image's own pkg configuration says about its base repository and its trust.
+
+    The release's usr.sbin/pkg/FreeBSD.conf.* FreeBSD-base block where its src
+    has one (release.matrix); otherwise the release's own trust settings.
+    """
+    r = m.release(release)
+    t = trust(m.config, r)
+    keys: list[str] = []
+    pubkey = ""
+    if t.signature_type == "pubkey":
+        pubkey = f"{OWN_KEYS}/pkgbase.pub"
+        keys.append(f"{t.pubkey}={pubkey}")
+    if t.signature_type == "fingerprints" and t.src_dir is None:
+        fingerprints = f"{OWN_KEYS}/pkgbase"
+        for sub in ("trusted", "revoked"):
+            directory = Path(t.fingerprints) / sub
+            keys += [f"{p}={fingerprints}/{sub}/{p.name}" for p in sorted(directory.iterdir()) if p.is_file()] \
+                if directory.is_dir() else []
+    else:
+        fingerprints = "/usr/" + (t.src_dir or "share/keys/pkg")
+    base = {k: v for k, v in (m.releases[release].repository or {}).items() if k != "origin"}
+    return RepoSettings(signature_type=r.signature_type, fingerprints=fingerprints,
+                        variables={"REPO": r.repo, "MAJOR": str(r.abi_major)}, base=base, pubkey=pubkey,
+                        keys=tuple(keys))
 
 
-def layer_plan(cfg: Config, release: str, arch: str, flavour: str) -> LayerPlan:
-    r = cfg.release(release)
-    f = cfg.flavours[flavour]
-    chain = [c.name for c in cfg.chain(flavour)]
+def layer_plan(m: Matrix, release: str, arch: str, flavour: str) -> LayerPlan:
+    cfg, r = m.config, m.release(release)
+    f = m.flavour(release, flavour)
+    chain = [c.name for c in m.chain(release, flavour)]
     runs = f.scripts == "emulate" or steps.needs_executor(f.steps)
     return LayerPlan(
         workspace(cfg), release=release, arch=arch, flavour=flavour, parent=f.parent, lower=tuple(chain[:-1]),
@@ -140,11 +172,11 @@ def layer_plan(cfg: Config, release: str, arch: str, flavour: str) -> LayerPlan:
         ignore_scripts=f.ignore_scripts, compression=compression(cfg), description=f.description,
         tools=tool_generations(r.abi_major, r.branch),
         pkgdb=PkgDatabase(schema=r.pkgdb_schema, flavours=tuple(chain),
-                          repository=repository_name([s for c in cfg.chain(flavour) for s in c.steps]))
-        if ships_pkg(cfg, release, flavour) else None,
+                          repository=repository_name([s for c in m.chain(release, flavour) for s in c.steps]))
+        if ships_pkg(m, release, flavour) else None,
         executor=emulate.describe(arch) if runs else None,
-        repository=repository_settings(cfg, r) if steps.needs_repository(f.steps) else None,
-        src=src_location(cfg, r))
+        repository=repository_settings(m, release) if steps.needs_repository(f.steps) else None,
+        origin=m.releases[release].origins.get(flavour, "config"), src=src_location(cfg, r))
 
 
 def platform(cfg: Config, arch: str) -> dict[str, str]:
@@ -155,30 +187,38 @@ def platform(cfg: Config, arch: str) -> dict[str, str]:
     return p
 
 
-def archive_name(cfg: Config, release: str, arch: str, flavour: str) -> str:
-    return names.archive_name(cfg.release(release).version, cfg.architectures[arch].file_arch, flavour)
+def archive_name(m: Matrix, release: str, arch: str, flavour: str) -> str:
+    return names.archive_name(m.release(release).version, m.config.architectures[arch].file_arch, flavour)
 
 
-def image_plan(cfg: Config, release: str, arch: str, flavour: str) -> ImagePlan:
-    r = cfg.release(release)
-    f = cfg.flavours[flavour]
+def image_name(m: Matrix, release: str, flavour: str) -> str:
+    """The name an image loads as: freebsd-minimal, or freebsd14-minimal as 14.x's src names it."""
+    r = m.release(release)
+    return expand(r.image_name, {"FLAVOUR": flavour, "MAJOR": str(r.abi_major)})
+
+
+def image_plan(m: Matrix, release: str, arch: str, flavour: str) -> ImagePlan:
+    cfg, r = m.config, m.release(release)
+    f = m.flavour(release, flavour)
     return ImagePlan(
         workspace(cfg), release=release, arch=arch, flavour=flavour,
-        chain=tuple(c.name for c in cfg.chain(flavour)), version=r.version, kind=r.kind,
+        chain=tuple(c.name for c in m.chain(release, flavour)), version=r.version, kind=r.kind,
         title=f"FreeBSD {r.version} {flavour}", description=f.description, cmd=f.cmd, env=f.env,
-        platform=platform(cfg, arch), source=cfg.source(r), ref=names.ref_name(flavour, r.version, arch),
-        parent_ref=names.ref_name(f.parent, r.version, arch) if f.parent else "")
+        platform=platform(cfg, arch), source=cfg.source(r),
+        ref=names.ref_name(image_name(m, release, flavour), r.version, arch),
+        parent_ref=names.ref_name(image_name(m, release, f.parent), r.version, arch) if f.parent else "")
 
 
-def index_plan(cfg: Config, release: str, flavour: str) -> IndexPlan:
-    r = cfg.release(release)
+def index_plan(m: Matrix, release: str, flavour: str) -> IndexPlan:
+    cfg, r = m.config, m.release(release)
     return IndexPlan(workspace(cfg), release=release, flavour=flavour, arches=r.arches, version=r.version,
-                     kind=r.kind, title=f"FreeBSD {r.version} {flavour}", ref=names.ref_name(flavour, r.version))
+                     kind=r.kind, title=f"FreeBSD {r.version} {flavour}",
+                     ref=names.ref_name(image_name(m, release, flavour), r.version))
 
 
-def archive_plan(cfg: Config, release: str, arch: str, flavour: str) -> ArchivePlan:
-    return ArchivePlan(workspace(cfg), release=release, arch=arch, flavour=flavour,
-                       name=archive_name(cfg, release, arch, flavour), xz_preset=cfg.pipeline.xz_preset)
+def archive_plan(m: Matrix, release: str, arch: str, flavour: str) -> ArchivePlan:
+    return ArchivePlan(workspace(m.config), release=release, arch=arch, flavour=flavour,
+                       name=archive_name(m, release, arch, flavour), xz_preset=m.config.pipeline.xz_preset)
 
 
 def public_repository(cfg: Config, release: Release, arch: str) -> str:
@@ -189,22 +229,22 @@ def public_repository(cfg: Config, release: Release, arch: str) -> str:
     return cfg.pkgbase_url(replace(release, mirror=""), arch)
 
 
-def sbom_plan(cfg: Config, release: str, arch: str, flavour: str) -> SbomPlan:
-    r = cfg.release(release)
+def sbom_plan(m: Matrix, release: str, arch: str, flavour: str) -> SbomPlan:
+    cfg, r = m.config, m.release(release)
     return SbomPlan(workspace(cfg), release=release, arch=arch, flavour=flavour,
-                    parent=cfg.flavours[flavour].parent, version=r.version, kind=r.kind, source=cfg.source(r),
-                    repository=public_repository(cfg, r, arch),
-                    name=names.sbom_name(archive_name(cfg, release, arch, flavour)))
+                    parent=m.flavour(release, flavour).parent, version=r.version, kind=r.kind,
+                    source=cfg.source(r), repository=public_repository(cfg, r, arch),
+                    name=names.sbom_name(archive_name(m, release, arch, flavour)))
 
 
-def release_files(cfg: Config, release: str, arch: str) -> tuple[str, ...]:
+def release_files(m: Matrix, release: str, arch: str) -> tuple[str, ...]:
     """The archives and their SBOMs of one architecture, as the build names them."""
-    archives = [archive_name(cfg, release, arch, f) for f in cfg.release(release).flavours]
+    archives = [archive_name(m, release, arch, f) for f in m.release(release).flavours]
     return tuple(archives + [names.sbom_name(n) for n in archives])
 
 
-def checksum_plan(cfg: Config, release: str, arch: str) -> ChecksumPlan:
-    return ChecksumPlan(workspace(cfg), release=release, arch=arch, names=release_files(cfg, release, arch))
+def checksum_plan(m: Matrix, release: str, arch: str) -> ChecksumPlan:
+    return ChecksumPlan(workspace(m.config), release=release, arch=arch, names=release_files(m, release, arch))
 
 
 # --------------------------------------------------------------------------- releasing
@@ -221,20 +261,20 @@ def publish_root(cfg: Config, override: str | None = None) -> str:
     return override or os.environ.get("RELEASE_PUBLISH_ROOT") or _abs(cfg, cfg.publish.root)
 
 
-def _files(cfg: Config, release: str) -> tuple[ArchFiles, ...]:
-    return tuple(ArchFiles(arch=a, names=release_files(cfg, release, a)) for a in cfg.release(release).arches)
+def _files(m: Matrix, release: str) -> tuple[ArchFiles, ...]:
+    return tuple(ArchFiles(arch=a, names=release_files(m, release, a)) for a in m.release(release).arches)
 
 
-def publish_plan(cfg: Config, release: str, root: str | None = None) -> PublishPlan:
-    r = cfg.release(release)
-    return PublishPlan(workspace(cfg), release=release, kind=r.kind, version=r.version, files=_files(cfg, release),
+def publish_plan(m: Matrix, release: str, root: str | None = None) -> PublishPlan:
+    cfg, r = m.config, m.release(release)
+    return PublishPlan(workspace(cfg), release=release, kind=r.kind, version=r.version, files=_files(m, release),
                        root=publish_root(cfg, root), keep=cfg.publish.keep, signing=key_settings(cfg),
                        src=src_location(cfg, r), registries=tuple(cfg.registries.values()))
 
 
-def push_plan(cfg: Config, release: str) -> PushPlan:
-    r = cfg.release(release)
-    flavours = tuple(PushFlavour(name=f, sboms=tuple((a, names.sbom_name(archive_name(cfg, release, a, f)))
+def push_plan(m: Matrix, release: str) -> PushPlan:
+    cfg, r = m.config, m.release(release)
+    flavours = tuple(PushFlavour(name=f, sboms=tuple((a, names.sbom_name(archive_name(m, release, a, f)))
                                                      for a in r.arches)) for f in r.flavours)
     return PushPlan(workspace(cfg), release=release, kind=r.kind, version=r.version, arches=r.arches,
                     flavours=flavours, registries=tuple(cfg.registries.values()),
@@ -242,30 +282,39 @@ def push_plan(cfg: Config, release: str) -> PushPlan:
                     sbom=cfg.push.sbom, signing=key_settings(cfg), http=http(cfg))
 
 
-def verify_checksums_plan(cfg: Config, release: str) -> VerifyChecksumsPlan:
-    return VerifyChecksumsPlan(workspace(cfg), release=release, arches=cfg.release(release).arches)
+def verify_checksums_plan(m: Matrix, release: str) -> VerifyChecksumsPlan:
+    return VerifyChecksumsPlan(workspace(m.config), release=release, arches=m.release(release).arches)
 
 
-def rebuild_plan(cfg: Config, release: str) -> RebuildPlan:
-    r = cfg.release(release)
+def rebuild_plan(m: Matrix, release: str) -> RebuildPlan:
+    cfg, r = m.config, m.release(release)
     return RebuildPlan(workspace(cfg), release=release, config=str(cfg.path.resolve()), arches=r.arches,
-                       flavours=r.flavours, files=_files(cfg, release), src=src_location(cfg, r))
+                       flavours=r.flavours, files=_files(m, release), src=src_location(cfg, r))
 
 
 def tree_plan(cfg: Config, root: str | None = None) -> TreePlan:
     return TreePlan(workspace(cfg), root=publish_root(cfg, root), signing=key_settings(cfg))
 
 
-def gc_plan(cfg: Config) -> GcPlan:
-    ws = workspace(cfg)
-    locks = [pinned_lock(cfg, r, a) or str(ws.lock(r.name, a)) for r in cfg.releases.values() for a in r.arches]
+def gc_plan(m: Matrix) -> GcPlan:
+    ws = workspace(m.config)
+    locks = [pinned_lock(m.config, r.release, a) or str(ws.lock(r.release.name, a))
+             for r in m.releases.values() for a in r.release.arches]
     return GcPlan(ws, locks=tuple(sorted(locks)))
 
 
 def demo_release(r: Release) -> DemoRelease:
-    """What the demo generator makes for a release: "14.2-DEMO" gets pkgbase packages of version "14.2"."""
-    return DemoRelease(release=r.name, abi_major=r.abi_major, arches=r.arches, repo=r.repo,
-                       version=r.version.split("-", 1)[0], branch=r.branch)
+    """What the demo generator makes for a release: "14.2-DEMO" gets pkgbase packages of version "14.2".
+
+    What a demo release leaves to its src (version, ABI, repository) is what
+    the demo generator will write into that src (release.demo.generate.branch_version).
+    """
+    from .builtins.repoconf import base_repository
+    from .demo.generate import branch_version
+    revision, kind = branch_version(r.branch)
+    return DemoRelease(release=r.name, abi_major=r.abi_major or int(revision.split(".")[0]), arches=r.arches,
+                       repo=r.repo or base_repository(kind, int(revision.split(".")[1])),
+                       version=(r.version or revision).split("-", 1)[0], branch=r.branch)
 
 
 def demo_plan(cfg: Config) -> DemoPlan | None:

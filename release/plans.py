@@ -116,6 +116,7 @@ class SrcPlan(Plan):
 
     label: str = ""
     src: SrcLocation = how(default=None)
+    branches: tuple[str, ...] = ()      # what the mirror fetches: the configured branches (globs allowed)
     releases: tuple[SrcRelease, ...] = ()
     epoch_policy: str = "src-inputs"
 
@@ -241,7 +242,13 @@ class LayerPlan(Plan):
     tools: dict = field(default_factory=dict)   # the release's tool generations (builtins.generations)
     executor: dict | None = None        # how target code runs (emulate.Method.identity), when it runs
     repository: RepoSettings | None = None
+    origin: str = "config"              # what defines the flavour: "config" or the src file (oci-image-*.conf)
     src: SrcLocation = how(default=None)
+
+    def key_files(self) -> list[tuple[Path, str]]:
+        """(host file, image path) of trust anchors the image must carry (a repository of your own)."""
+        keys = self.repository.keys if self.repository else ()
+        return [(Path(k.split("=", 1)[0]), k.split("=", 1)[1]) for k in keys]
 
     def inputs(self) -> list[Path]:
         ws, r, a = self.workspace, self.release, self.arch
@@ -253,7 +260,7 @@ class LayerPlan(Plan):
         if self.executor is not None:
             # programs run inside the layer see the whole image below it, not just the view
             deps += [ws.layer_json(r, a, f) for f in self.lower]
-        return deps
+        return deps + [host for host, _ in self.key_files()]
 
     def outputs(self) -> list[Path]:
         ws, r, a, f = self.workspace, self.release, self.arch, self.flavour

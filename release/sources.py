@@ -33,6 +33,20 @@ def mirror_of(src: SrcLocation) -> SrcMirror:
     return SrcMirror(src.mirror, src.url)
 
 
+# mirrors this process already fetched: (mirror path, branches) -> branch heads.  The matrix is
+# resolved from the fetched src before the tasks exist (release.matrix); the src fetch stage of the
+# same run then records those heads instead of asking the remote again (forked workers inherit it).
+_FETCHED: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
+
+
+def update_mirror(src: SrcLocation, branches: list[str]) -> dict[str, str]:
+    """Fetch *branches* (globs allowed) into the mirror, once per process; branch -> head commit."""
+    key = (str(src.mirror), tuple(sorted(branches)))
+    if key not in _FETCHED:
+        _FETCHED[key] = mirror_of(src).fetch(sorted(branches))
+    return _FETCHED[key]
+
+
 def source_date_epoch(policy: str, head_time: int, inputs_time: int) -> int:
     """SOURCE_DATE_EPOCH of a release: the environment's when set, else the configured policy.
 
@@ -82,7 +96,7 @@ def fetch_sources(plan: SrcPlan) -> None:
     so a change to what one flavour reads does not touch the others' records.
     """
     mirror = mirror_of(plan.src)
-    heads = mirror.fetch(sorted({r.branch for r in plan.releases}))
+    heads = update_mirror(plan.src, list(plan.branches))
     ws = plan.workspace
     for r in plan.releases:
         head, walk = _head(mirror, plan.src.url, r, ws, heads[r.branch])

@@ -23,6 +23,7 @@ mirror now and then if many hundreds of fetches accumulate.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,10 @@ def _check_branches(url: str, branches: list[str]) -> list[str]:
     return list(dict.fromkeys(branches))
 
 
+def _is_glob(branch: str) -> bool:
+    return any(c in branch for c in "*?[")
+
+
 def _clean_path(path: str) -> str:
     """Repository-relative path with no leading slash, '.' or '..' parts."""
     parts = [p for p in path.strip("/").split("/") if p not in ("", ".")]
@@ -140,18 +145,28 @@ class SrcMirror:
         The remote is asked for its branch list first, because libgit2 silently
         skips a refspec whose source does not exist: a typo in config.toml (or a
         branch deleted upstream) must fail here, not build from a stale ref.
+        A glob (releng/15.*) stands for every branch the remote has that matches.
         """
-        branches = _check_branches(self.url, branches)
+        if not branches:
+            raise InputError(f"{self.url}: no src branches configured")
+        globs = [b for b in branches if _is_glob(b)]
+        patterns = (_check_branches(self.url, [b for b in branches if not _is_glob(b)]) if len(globs) < len(branches)
+                    else []) + globs
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / FETCH_LOCK, "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             repo = self._open_or_init()
             _remove_crash_leftovers(self.path)
-            remote = self._configure_remote(repo, branches)
-            advertised = self._list_branches(remote, branches)
-            missing = [b for b in branches if b not in advertised]
+            if REMOTE not in {r.name for r in repo.remotes}:
+                repo.remotes.create(REMOTE, self.url, refspec("main"))
+            elif repo.remotes[REMOTE].url != self.url:
+                repo.remotes.set_url(REMOTE, self.url)
+            advertised = self._list_branches(repo.remotes[REMOTE], patterns)
+            missing = [b for b in patterns if not any(fnmatch.fnmatchcase(a, b) for a in advertised)]
             if missing:
                 raise FetchError(f"{self.url}: no branch {', '.join(missing)} in the src repository")
+            branches = sorted({a for a in advertised for b in patterns if fnmatch.fnmatchcase(a, b)})
+            remote = self._configure_remote(repo, branches)
             callbacks = _Callbacks(progress) if progress is not None else None
             try:
                 remote.fetch(callbacks=callbacks, message=f"fetch {' '.join(branches)}",
@@ -208,6 +223,15 @@ class SrcMirror:
             except pygit2.GitError:
                 raise FetchError(f"{self.path}: src mirror of {self.url} has not been fetched yet") from None
         return self._repository
+
+    def branches(self) -> list[str]:
+        """The branches the mirror holds."""
+        prefix = "refs/heads/"
+        return sorted(r[len(prefix):] for r in self._repo().references if r.startswith(prefix))
+
+    def branch_commit(self, branch: str) -> str:
+        """The commit a mirrored branch points at."""
+        return str(self._branch_commit(self._repo(), branch).id)
 
     def _branch_commit(self, repo: pygit2.Repository, branch: str) -> pygit2.Commit:
         ref = repo.references.get(f"refs/heads/{branch}")

@@ -11,7 +11,9 @@ from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from release import config as config_mod
+from release import matrix as matrix_mod
 from release import planner
+from release.demo import inputs as demo_inputs
 from release.errors import BusyError, ConfigError, ReleaseError
 from release.plans import Plan
 from release.workspace import Workspace, lock_workdir, sweep_partials
@@ -64,10 +66,81 @@ def configure_logging() -> None:
     logging.getLogger("release.emulate").setLevel(min(logging.INFO, logging.getLogger().level))
 
 
+# tasks that concern every release's src, and tasks that need no release's src at all
+ALL_RELEASES = {"config-check"}
+NO_RELEASES = {"gc", "verify-tree", "list", "info", "help"}
+DEFAULT_TASKS = ["build:demo"]
+
+
+def requested_releases(argv: list[str]) -> set[str]:
+    """The configured releases a doit command line asks for, so only their src mirrors are fetched.
+
+    `doit build:demo` touches the demo's src only; `doit build` (every
+    release), `doit nightly` (the snapshots) and a name a branch glob makes
+    (15.1-RELEASE) fetch more.
+    """
+    commands = {"run", "clean", "forget", "ignore", "strace", "reset-dep", "auto"}
+    with_value = {"-f", "--file", "-d", "--dir", "-n", "--process", "-P", "--parallel-type", "--db-file",
+                  "--backend", "--check_file_uptodate", "-r", "--reporter", "-o", "--output-file", "-v",
+                  "--verbosity", "--seek-file", "--codec-cls"}
+    words, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in with_value:
+            skip = True
+        elif not a.startswith("-") and "=" not in a and a not in commands:
+            words.append(a)
+    words = words or DEFAULT_TASKS
+    patterns = {r.name for r in CONFIG.releases.values() if r.is_pattern}
+    out: set[str] = set()
+    for word in words:
+        basename, _, rest = word.partition(":")
+        name = rest.split(":")[0]
+        if basename in NO_RELEASES:
+            continue
+        if basename == "nightly":
+            out |= {r.name for r in CONFIG.releases.values() if r.kind == "snapshot"}
+        elif not name or basename in ALL_RELEASES:
+            out |= set(CONFIG.releases)
+        elif name in CONFIG.releases:
+            out.add(name)
+        else:
+            out |= patterns             # a release a branch glob makes
+    return out
+
+
+def resolve_matrix() -> matrix_mod.Matrix:
+    """The release matrix completed from each release's src (release.matrix), before any task exists.
+
+    The tasks a release gets (its flavours, its file names) follow from its
+    src, so a run fetches the src mirrors first, here (one negotiation each;
+    the fetch tasks then record those heads without asking again), after
+    generating the embedded demo's inputs when the configuration has demo
+    releases.  Read-only commands (list, info) use what the mirrors hold.
+    Bad input exits 2 with one line, as a failing task would.
+    """
+    wanted = set() if WORKDIR_LOCK is None else requested_releases(sys.argv[1:])
+    try:
+        demo = planner.demo_plan(CONFIG)
+        if demo is not None and any(CONFIG.releases[r].demo for r in wanted):
+            demo_inputs.generate_for(demo)
+        m = matrix_mod.resolve(CONFIG, WS, fetch=wanted)
+    except ReleaseError as e:
+        print(f"release matrix: {e}", file=sys.stderr)
+        sys.exit(e.exit_status)
+    if WORKDIR_LOCK is None:            # list, info: say which releases have no tasks yet, and why
+        for name, why in sorted(m.pending.items()):
+            print(f"{name}: no tasks until its src is fetched ({why}); `doit config-check` fetches it",
+                  file=sys.stderr)
+    return m
+
+
 configure_logging()
 CONFIG = load_config()
 WS = planner.workspace(CONFIG)
 WORKDIR_LOCK = hold_workdir(WS)      # also creates the directory doit opens its state database in
+MATRIX = resolve_matrix()
 
 
 def run_action(func, kwargs: dict):
@@ -77,6 +150,11 @@ def run_action(func, kwargs: dict):
     except ReleaseError as e:
         return TaskFailed(str(e))
     return result if isinstance(result, dict) else None
+
+
+def say_lines(lines: list[str]) -> None:
+    for line in lines:
+        say(line)
 
 
 def say(line: str) -> None:

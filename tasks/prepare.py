@@ -4,7 +4,7 @@ from __future__ import annotations
 from release import planner, prepare, sources
 from release.demo import inputs as demo_inputs
 
-from .common import CONFIG, planned
+from .common import CONFIG, MATRIX, planned
 
 
 def _demo_task_dep(release) -> list[str]:
@@ -24,47 +24,47 @@ def task_demo():
 def task_fetch():
     """Fetch src branches (git) and verified pkgbase catalogues; unchanged upstream costs one small request."""
     labels = {}
-    for plan in planner.src_plans(CONFIG):
-        rels = [CONFIG.release(r.name) for r in plan.releases]
+    for plan in planner.src_plans(MATRIX):
+        rels = [MATRIX.release(r.name) for r in plan.releases]
         labels.update({r.name: plan.label for r in rels})
         yield {"name": plan.label,
                **planned(plan, sources.fetch_sources, always=True,
-                         doc=f"fetch src branches {', '.join(sorted({r.branch for r in rels}))} "
-                             f"from {plan.src.url}"),
+                         doc=f"fetch src branches {', '.join(plan.branches)} from {plan.src.url}"),
                "task_dep": sorted({d for r in rels for d in _demo_task_dep(r)})}
-    for r in CONFIG.releases.values():
+    for name, resolved in MATRIX.releases.items():
+        r = resolved.release
         for arch in r.arches:
-            plan = planner.catalogue_plan(CONFIG, r.name, arch)
-            yield {"name": f"{r.name}:{arch}",
+            plan = planner.catalogue_plan(MATRIX, name, arch)
+            yield {"name": f"{name}:{arch}",
                    **planned(plan, prepare.fetch_repository, always=True,
                              doc=f"fetch and verify the {r.repo} catalogue for {r.abi(arch)}"),
-                   "task_dep": [f"fetch:{labels[r.name]}"] + _demo_task_dep(r)}
+                   "task_dep": [f"fetch:{labels[name]}"] + _demo_task_dep(r)}
 
 
 def task_lock():
     """Resolve each flavour's package closure into the release x arch lock."""
-    for r in CONFIG.releases.values():
-        for arch in r.arches:
-            plan = planner.lock_plan(CONFIG, r.name, arch)
-            yield {"name": f"{r.name}:{arch}",
+    for name, resolved in MATRIX.releases.items():
+        for arch in resolved.release.arches:
+            plan = planner.lock_plan(MATRIX, name, arch)
+            yield {"name": f"{name}:{arch}",
                    **planned(plan, prepare.lock_release,
-                             doc=f"lock {r.name} {arch}: exact packages per flavour"
+                             doc=f"lock {name} {arch}: exact packages per flavour"
                                  + (" (pinned)" if plan.pinned else ""))}
 
 
 def task_download():
     """Download every locked package into the content-addressed cache (verified, resumable)."""
-    for r in CONFIG.releases.values():
-        for arch in r.arches:
-            plan = planner.download_plan(CONFIG, r.name, arch)
-            yield {"name": f"{r.name}:{arch}",
+    for name, resolved in MATRIX.releases.items():
+        for arch in resolved.release.arches:
+            plan = planner.download_plan(MATRIX, name, arch)
+            yield {"name": f"{name}:{arch}",
                    **planned(plan, prepare.download_packages, uptodate=[(prepare.downloads_present, [plan])],
-                             doc=f"download the packages locked for {r.name} {arch} into the cache")}
+                             doc=f"download the packages locked for {name} {arch} into the cache")}
 
 
 def task_gc():
     """Remove cached packages that no configured release's lock names."""
     return {"basename": "gc",
-            **planned(planner.gc_plan(CONFIG), prepare.collect_garbage, always=True,
+            **planned(planner.gc_plan(MATRIX), prepare.collect_garbage, always=True,
                       doc="remove cached packages no lock of the configuration names"),
             "verbosity": 2}

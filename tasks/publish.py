@@ -5,7 +5,7 @@ from doit import get_var
 
 from release import attest, planner, publish, push
 
-from .common import CONFIG, act, say
+from .common import CONFIG, MATRIX, act, say
 
 
 def _root_override() -> str | None:
@@ -14,10 +14,10 @@ def _root_override() -> str | None:
 
 def task_push():
     """Push a release's multi-arch indexes, manifests and blobs (plus signatures and SBOMs) to the registries."""
-    for r in CONFIG.releases.values():
+    for r in (x.release for x in MATRIX.releases.values()):
         yield {
             "name": r.name,
-            "actions": [act(push.push_release, plan=planner.push_plan(CONFIG, r.name), say=say)],
+            "actions": [act(push.push_release, plan=planner.push_plan(MATRIX, r.name), say=say)],
             "task_dep": [f"build:{r.name}"],
             "uptodate": [False],        # HEAD requests make a repeated push cost no upload
             "verbosity": 2,
@@ -27,10 +27,10 @@ def task_push():
 
 def task_publish():
     """Publish a built release into the download tree (and push it, when registries are configured)."""
-    for r in CONFIG.releases.values():
+    for r in (x.release for x in MATRIX.releases.values()):
         yield {
             "name": r.name,
-            "actions": [act(publish.publish_release, plan=planner.publish_plan(CONFIG, r.name, _root_override()))],
+            "actions": [act(publish.publish_release, plan=planner.publish_plan(MATRIX, r.name, _root_override()))],
             "task_dep": [f"build:{r.name}"] + ([f"push:{r.name}"] if CONFIG.registries else []),
             "uptodate": [False],        # compares with the tree each time; an unchanged build writes nothing
             "doc": f"publish {r.version} under "
@@ -40,7 +40,7 @@ def task_publish():
 
 def task_nightly():
     """Build every snapshot release (stable and main branches), and publish them when a tree is configured."""
-    snapshots = [r for r in CONFIG.releases.values() if r.kind == "snapshot"]
+    snapshots = [x.release for x in MATRIX.releases.values() if x.release.kind == "snapshot"]
     deps = [f"build:{r.name}" for r in snapshots]
     if planner.publish_root(CONFIG, _root_override()):
         deps += [f"publish:{r.name}" for r in snapshots]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from release import planner, verify
 
-from .common import CONFIG, act, say
+from .common import MATRIX, act, say
 
 
 def task_verify():
@@ -12,10 +12,10 @@ def task_verify():
     It checks the build as it is (no task_dep on build: building first would
     "repair" the CHECKSUM files of an archive altered after the build).
     """
-    for r in CONFIG.releases.values():
+    for r in (x.release for x in MATRIX.releases.values()):
         yield {
             "name": r.name,
-            "actions": [act(verify.rebuild_and_compare, plan=planner.rebuild_plan(CONFIG, r.name), say=say)],
+            "actions": [act(verify.rebuild_and_compare, plan=planner.rebuild_plan(MATRIX, r.name), say=say)],
             "uptodate": [False],
             "verbosity": 2,
             "doc": f"rebuild {r.version} from its locks and compare every blob, manifest, index and archive",

@@ -49,6 +49,8 @@ MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
+# The demo's src is 14.x's: its make-oci-image.sh names the images freebsd${major}-<flavour>.
+IMAGE = {flavour: f"freebsd14-{flavour}" for flavour in FLAVOURS}
 
 
 def archive_name(arch: str, flavour: str) -> str:

@@ -60,7 +60,7 @@ def write_config(path: Path, *, mirror: str, src_url: str, releases: dict | None
     base["releases"] = releases if releases is not None else {"test": release}
     if flavours:
         for name, values in flavours.items():
-            base["flavours"].setdefault(name, {}).update(values)
+            base.setdefault("flavours", {}).setdefault(name, {}).update(values)
     path.write_text(toml.dumps(base))
     return path
 

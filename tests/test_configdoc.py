@@ -49,6 +49,8 @@ def test_every_setting_is_documented_with_an_example_the_loader_accepts(section,
         data["releases"]["r"]["arches"] = ["amd64", "aarch64"]
     if section == "flavours.*":
         data["flavours"]["dynamic"] = {}                        # the examples' parent
+    if section == "releases.*" and setting.key == "newest":
+        data["releases"]["r"]["branch"] = "releng/15.*"
     if section == "releases.*" and setting.key == "src_url":
         data["releases"]["r"]["source"] = "https://git.freebsd.org/src.git"
     path = tmp_path / "config.toml"

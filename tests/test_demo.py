@@ -21,6 +21,7 @@ from release import config as config_mod
 from release.builtins.scripts import recognise
 from release.catalogue import VerifiedCatalogue, open_catalogue, parse_meta
 from release.demo import content
+from release.demo.inputs import demo_flavours
 from release.demo.generate import (DEFAULT_BRANCHES, KEY_NAME, STAMP, DemoInfo, bump_package, fingerprint,
                                    generate_demo, pubkey_pem, signing_key_pem)
 from release.errors import InputError
@@ -219,9 +220,7 @@ def test_libcasper_comes_in_through_shlibs(demo: DemoInfo, trust: Path) -> None:
     entries = catalogue(demo.repositories[("amd64", REPO)], trust).entries
     assert "libcasper.so.1" in entries["FreeBSD-runtime"].raw["shlibs_required"]
     assert entries["FreeBSD-libcasper"].raw["shlibs_provided"] == ["libcasper.so.1"]
-    cfg = config_mod.load(PROJECT / "config.toml")
-    release = cfg.releases["demo"]
-    plan = [(f, cfg.flavours[f].parent, release.flavour_packages(cfg.flavours[f])) for f in release.flavours]
+    plan = [(f.name, f.parent, f.packages) for f in demo_flavours("releng/14.2")]   # the demo src's family
     assert all("FreeBSD-libcasper" not in packages for _, _, packages in plan)
     resolved = solve(Universe({n: dict(e.raw) for n, e in entries.items()}, REPO), plan)
     minimal = {p["name"]: p["reason"] for p in resolved["minimal"]["packages"]}

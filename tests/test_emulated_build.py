@@ -16,7 +16,9 @@ import pytest
 from release import config as config_mod
 from release.emulate import binfmt_interpreter
 from release.layer import read_inputs
+from release.matrix import resolve
 from release.planner import layer_plan
+from release.workspace import Workspace
 from tests.build_support import read_layer, umoci_unpack
 from tests.conftest import need_tool, unavailable
 from tests.emulation_support import (MOTD, RELEASE, SCRIPTED_LAYER, EmulationInputs, busybox,  # noqa: F401
@@ -95,15 +97,16 @@ def test_native_and_emulated_runs_agree(emulated: Build) -> None:
 
 def test_the_plan_names_the_executor_and_the_parent_layers(emulated: Build) -> None:
     cfg = config_mod.load(emulated.config, workdir=emulated.work)
+    m = resolve(cfg, Workspace(emulated.work))
     for arch in ARCHES:
-        plan = layer_plan(cfg, RELEASE, arch, "scripted")
+        plan = layer_plan(m, RELEASE, arch, "scripted")
         parents = read_inputs(plan).identity_json()["parent_layers"]
         assert parents == [{"digest": emulated.record(arch, "shell")["digest"],
                             "media_type": "application/vnd.oci.image.layer.v1.tar+gzip"}]
         assert str(emulated.work / f"build/{RELEASE}/{arch}/shell/layer.json") in map(str, plan.inputs())
         expected = "native" if arch == "amd64" else ("binfmt" if _binfmt("aarch64") else "qemu")
         assert plan.executor["method"] == expected
-        shell = layer_plan(cfg, RELEASE, arch, "shell")
+        shell = layer_plan(m, RELEASE, arch, "shell")
         assert shell.executor is None and not read_inputs(shell).parent_layers
 
 

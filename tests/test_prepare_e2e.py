@@ -209,7 +209,7 @@ def test_malformed_config_reports_every_problem_and_runs_nothing(served_demo, tm
         'packages, parent, scripts, steps)',
         'config.toml: flavours.minimal.parent: unknown flavour "dinamic"',
         'config.toml: releases.test.arches: unknown architecture "sparc64" '
-        '(known: aarch64, amd64, i386, powerpc64, riscv64)',
+        '(known: aarch64, amd64, armv7, i386, powerpc64, powerpc64le, riscv64)',
     ]
     assert not work.exists() and server.requests == []
 

@@ -41,12 +41,13 @@ FLAVOURS = ("static", "dynamic", "minimal")
 STEP_FILES = {
     "/etc/passwd", "/etc/pwd.db", "/etc/spwd.db",           # accounts step / runtime's pwd_mkdb -p
     "/var/db/services.db",                                   # runtime's services_mkdb
-    "/etc/termcap.small",                                    # src-file step
+    "/etc/termcap.small", "/usr/share/misc/termcap",         # src-file step
     "/usr/local/etc/pkg/repos/base.conf",                    # repo-conf step
 }
+PUBKEY_FILES = {"/usr/local/etc/pkg/keys/pkgbase.pub"}       # repo-conf step: the key of a "pubkey" repository
 STEP_TREES = ("/etc/ssl/",)                                  # caroot step
 STEP_DIRS = {"/etc/ssl", "/etc/ssl/certs", "/etc/ssl/untrusted", "/usr/local/etc", "/usr/local/etc/pkg",
-             "/usr/local/etc/pkg/repos"}
+             "/usr/local/etc/pkg/repos", "/usr/local/etc/pkg/keys"}
 SCRIPT_MODES = {"/tmp": 0o1777}                              # runtime's `chmod 1777 ${PKG_ROOTDIR}/tmp`
 NOT_COMPARED = ("/var/db/pkg", "/var/cache/pkg", "/usr/share/keys/demo")   # pkg's own state, the test's trust
 
@@ -126,8 +127,9 @@ def test_image_is_what_real_pkg_installs_plus_the_projects_steps(built):
 
     assert sorted(p for p in theirs if p not in ours) == []
     extra_files = {p for p, n in ours.items() if p not in theirs and n.kind != "dir"}
-    assert extra_files - STEP_FILES == {p for p in extra_files if p.startswith(STEP_TREES)}
-    assert STEP_FILES <= extra_files
+    steps = STEP_FILES | (PUBKEY_FILES if built.case.signing == "pubkey" else set())
+    assert extra_files - steps == {p for p in extra_files if p.startswith(STEP_TREES)}
+    assert steps <= extra_files
     skeleton = set(static_skeleton())
     extra_dirs = {p for p, n in ours.items() if p not in theirs and n.kind == "dir"}
     assert extra_dirs - skeleton - STEP_DIRS == set()

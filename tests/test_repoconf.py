@@ -56,12 +56,12 @@ def test_variants():
 
 def test_bad_values_are_reported_together():
     with pytest.raises(ConfigError) as exc:
-        base_conf('https://x/"quoted"', signature_type="pubkey", fingerprints="", mirror_type="dns")
+        base_conf('https://x/"quoted"', signature_type="rsa", fingerprints="", mirror_type="dns")
     problems = exc.value.problems
     assert len(problems) == 4
     assert any("url" in p and "quoted" in p for p in problems)
     assert any("fingerprints ''" in p for p in problems)
-    assert any("signature_type 'pubkey'" in p for p in problems)
+    assert any("signature_type 'rsa'" in p for p in problems)
     assert any("mirror_type 'dns'" in p for p in problems)
     with pytest.raises(ConfigError, match="not a plain UCL key"):
         base_conf("u", signature_type="none", fingerprints="none", name="a b")

@@ -67,7 +67,7 @@ def test_snapshot_signatures_are_pruned_with_their_dates(release_keys, tmp_path)
         assert named == {"15.snap", f"15.snap{dates[1]}", f"15.snap{dates[2]}"}     # the first date's are gone
         assert f"15.snap{dates[0]}" in {i.rsplit(":", 1)[1] for ids in kept.values() for i in ids}
         assert sorted(p.name for p in (store / "builds").iterdir()) == sorted(
-            f"snapshot-{REL}-{s}.json" for s in [json.loads(p.read_text())["suffix"] for p in
+            f"snapshot-15.0-CURRENT-{s}.json" for s in [json.loads(p.read_text())["suffix"] for p in
                                                 (store / "builds").iterdir()])
         assert len(list((store / "builds").iterdir())) == 2
         assert sorted(p.name for p in tree_dir(tree).iterdir() if p.name[0].isdigit()) == dates[1:]

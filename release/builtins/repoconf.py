@@ -14,7 +14,7 @@ from .entries import Entry
 
 REPO_CONF = "/usr/local/etc/pkg/repos/base.conf"
 REPO_CONF_MODE = 0o644          # `cat > file` under umask 022
-SIGNATURE_TYPES = ("fingerprints", "none")
+SIGNATURE_TYPES = ("fingerprints", "pubkey", "none")
 MIRROR_TYPES = ("srv", "http", "none")
 # Branches that FreeBSD's static recipe points at the rolling base_latest
 # repository; every other branch (RELEASE, RC*, ...) gets base_release_<minor>.
@@ -30,14 +30,16 @@ def base_repository(branch: str, minor: int) -> str:
 
 
 def base_conf(url: str, *, signature_type: str, fingerprints: str, enabled: bool = True,
-              name: str = "FreeBSD-base", mirror_type: str = "srv") -> Entry:
+              name: str = "FreeBSD-base", mirror_type: str = "srv", pubkey: str = "") -> Entry:
     """/usr/local/etc/pkg/repos/base.conf naming one repository.
 
     *url* is written verbatim, so pkg's own `${ABI}` stays for pkg to expand at
     run time (FreeBSD writes "https://pkg.FreeBSD.org/${ABI}/base_release_2").
+    A "pubkey" repository names its key file instead of a fingerprints directory.
     """
     problems = []
-    for key, value in (("url", url), ("fingerprints", fingerprints), ("name", name)):
+    trust = ("pubkey", pubkey) if signature_type == "pubkey" else ("fingerprints", fingerprints)
+    for key, value in (("url", url), trust, ("name", name)):
         if not value or _UNSAFE.search(value):
             problems.append(f"{REPO_CONF}: {key} {value!r} is empty or has quotes, "
                             "backslashes or control characters")
@@ -55,7 +57,7 @@ def base_conf(url: str, *, signature_type: str, fingerprints: str, enabled: bool
         f'  url: "{url}",\n'
         f'  mirror_type: "{mirror_type}",\n'
         f'  signature_type: "{signature_type}",\n'
-        f'  fingerprints: "{fingerprints}",\n'
+        f'  {trust[0]}: "{trust[1]}",\n'
         f"  enabled: {'yes' if enabled else 'no'}\n"
         "}\n"
     )

@@ -476,13 +476,30 @@ BUILDERS: dict[str, Callable[[Build], DemoPackage]] = {
     "FreeBSD-zoneinfo": _zoneinfo,
 }
 PACKAGE_NAMES = tuple(sorted(BUILDERS))
+# Packages FreeBSD renamed: from 15.0 the Kerberos libraries are FreeBSD-krb5-lib
+# (release/tools/oci-image-runtime.conf installs that name).
+RENAMED = {15: {"FreeBSD-kerberos-lib": "FreeBSD-krb5-lib"}}
+
+
+def renames(abi_major: int) -> dict[str, str]:
+    return {old: new for major, table in RENAMED.items() if abi_major >= major for old, new in table.items()}
+
+
+def package_names(abi_major: int) -> tuple[str, ...]:
+    """The demo packages of an ABI, as that major names them."""
+    table = renames(abi_major)
+    return tuple(sorted(table.get(n, n) for n in BUILDERS))
 
 
 def build_package(name: str, b: Build) -> DemoPackage:
     """One demo package for *b*; built on demand so only one package's data is in memory."""
-    if name not in BUILDERS:
-        raise InputError(f"{name}: not a demo package (known: {', '.join(PACKAGE_NAMES)})")
-    return BUILDERS[name](b)
+    old = {new: old for old, new in renames(b.abi_major).items()}.get(name, name)
+    if old not in BUILDERS or name not in package_names(b.abi_major):
+        raise InputError(f"{name}: not a demo package (known: {', '.join(package_names(b.abi_major))})")
+    pkg = BUILDERS[old](b)
+    if old != name:
+        pkg = DemoPackage(name, dict(pkg.manifest, name=name), pkg.members)
+    return pkg
 
 
 def with_change(pkg: DemoPackage, version: str, change: bytes) -> DemoPackage:

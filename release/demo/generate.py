@@ -97,14 +97,40 @@ def _write_stamp(directory: Path, stamp: dict) -> None:
 
 # --- src ---------------------------------------------------------------------
 
-def src_files() -> dict[str, bytes]:
-    """The demo src tree: FreeBSD's files from data/src plus the demo key's fingerprints."""
-    base = content.DATA / "src"
-    files = {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+# The version each demo branch's sys/conf/newvers.sh states (the demo's own world: its main is 15.0-CURRENT).
+STABLE_MINOR = {13: 5, 14: 3, 15: 1}
+
+
+def branch_version(branch: str) -> tuple[str, str]:
+    """(REVISION, BRANCH) a demo branch's newvers.sh says: releng/14.2 -> 14.2 RELEASE, main -> 15.0 CURRENT."""
+    if branch == "main":
+        return "15.0", "CURRENT"
+    kind, _, number = branch.partition("/")
+    if kind == "releng" and "." in number:
+        return number, "RELEASE"
+    if kind == "stable" and number.isdigit():
+        return f"{number}.{STABLE_MINOR.get(int(number), 0)}", "STABLE"
+    raise InputError(f"demo: no version for branch {branch!r} (releng/X.Y, stable/X or main)")
+
+
+def src_files(branch: str = "releng/14.2") -> dict[str, bytes]:
+    """The demo src tree of one branch: FreeBSD's files from data/src, the image definitions of the
+    branch's major (data/src-14, data/src-15; 13.x has none), its newvers.sh and the demo key's fingerprints."""
+    revision, kind = branch_version(branch)
+    files = _tree(content.DATA / "src")
+    major = int(revision.split(".")[0])
+    if (content.DATA / f"src-{major}").is_dir():
+        files.update(_tree(content.DATA / f"src-{major}"))
+    files["sys/conf/newvers.sh"] = (f'# sys/conf/newvers.sh of the demo src tree: the lines release builds read\n'
+                                    f'TYPE="FreeBSD"\nREVISION="{revision}"\nBRANCH="{kind}"\n').encode()
     trust = fingerprint_file(pubkey_pem())
     files[f"share/keys/pkg/trusted/{KEY_NAME}"] = trust
     files[f"share/keys/pkgbase-15/trusted/{KEY_NAME}"] = trust
     return files
+
+
+def _tree(base: Path) -> dict[str, bytes]:
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
 
 
 def _ensure_src(path: Path, branches: Sequence[str], time: int, data_id: str) -> bool:
@@ -112,9 +138,8 @@ def _ensure_src(path: Path, branches: Sequence[str], time: int, data_id: str) ->
     stamp = _read_stamp(path)
     if stamp is not None and stamp.get("inputs") == inputs:
         return False
-    files = src_files()
     with atomic_directory(path) as tmp:
-        make_src_repo(tmp, {branch: files for branch in branches}, time=time)
+        make_src_repo(tmp, {branch: src_files(branch) for branch in branches}, time=time)
         _write_stamp(tmp, {"inputs": inputs})
     return True
 
@@ -134,7 +159,7 @@ def _write_repository(path: Path, params: dict, bumps: dict[str, dict], inputs: 
     new = params["arch"] == "amd64"
     entries = []
     with atomic_directory(path) as tmp:
-        for name in content.PACKAGE_NAMES:
+        for name in content.package_names(params["abi_major"]):
             pkg = content.build_package(name, build)
             if name in bumps:
                 pkg = content.with_change(pkg, bumps[name]["version"], bytes.fromhex(bumps[name]["change"]))

@@ -45,3 +45,26 @@ def generate_tree(root: Path, demo: Sequence[DemoRelease], *, scale: float = 1) 
             pkg_level=generate.PKG_LEVEL if scale == 1 else 3)
         written += [str(p) for p in info.written]
     return written
+
+
+def demo_flavours(branch: str = "releng/14.2") -> list:
+    """The image family the demo src tree defines for *branch* (its release/tools/oci-image-*.conf), in build
+    order: what a demo release builds when it lists no flavours."""
+    from .. import srcconf
+    files = generate.src_files(branch)
+    rel = srcconf.ReleaseId(*generate.branch_version(branch))
+    makefile = files.get(srcconf.MAKEFILE)
+    names = srcconf.read_image_list(makefile) if makefile is not None else sorted(
+        p.removeprefix(f"{srcconf.CONF_DIR}/oci-image-").removesuffix(".conf")
+        for p in files if p.startswith(f"{srcconf.CONF_DIR}/oci-image-"))
+    defs = {n: srcconf.read_flavour(n, files[srcconf.conf_path(n)], rel) for n in names}
+    order: list = []
+
+    def visit(n: str) -> None:
+        if n not in [d.name for d in order]:
+            if defs[n].parent:
+                visit(defs[n].parent)
+            order.append(defs[n])
+    for n in names:
+        visit(n)
+    return order

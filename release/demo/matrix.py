@@ -12,16 +12,20 @@ from pathlib import Path
 
 import toml
 
+# The demo src tree has no branch list to match a glob against before it is
+# generated: each glob release is served from one concrete demo branch.
+GLOB_BRANCHES = {"releng/15.*": "releng/15.0", "releng/14.*": "releng/14.1"}
+
 
 def matrix_config(source: Path, path: Path, *, publish_root: Path | None = None, keep: int = 7,
                   arches: list[str] | None = None, only: list[str] | None = None,
                   served: Path | None = None) -> Path:
     """Write *path*: *source*'s matrix on demo data.
 
-    Releases keep their kind, branch, repository and ABI; flavours the demo
-    cannot fill (15.x notoolchain/toolchain list packages the demo does not
-    have) are left out, and 15.x runtime gets the demo's runtime packages.
-    *served*: a demo tree generated beforehand (bench/), used through file://.
+    Releases keep their kind, branch and what they list; everything they leave
+    to their src comes from the demo's src tree (release/demo/data/src-14,
+    src-15; 13.x's has no images, as FreeBSD's).  *served*: a demo tree
+    generated beforehand (bench/), used through file://.
     """
     base = toml.loads(source.read_text())
     demo = base["releases"]["demo"]
@@ -31,12 +35,11 @@ def matrix_config(source: Path, path: Path, *, publish_root: Path | None = None,
         src = f"file://{served}/src.git"
     for name, r in base["releases"].items():
         r.update(demo=served is None, mirror=mirror, src_url=src, source=demo["source"])
-        r["flavours"] = [f for f in r["flavours"] if f not in ("notoolchain", "toolchain")]
+        r["branch"] = GLOB_BRANCHES.get(r["branch"], r["branch"])
+        r.pop("newest", None)
         if arches:
             r["arches"] = arches
-        r.pop("fingerprints", None)                   # the demo's trust anchors are under share/keys/pkg
-        if "runtime" in r["flavours"]:
-            r.setdefault("packages", {})["runtime"] = base["flavours"]["minimal"]["packages"]
+        r.pop("fingerprints", None)
     if only is not None:
         base["releases"] = {n: r for n, r in base["releases"].items() if n in only}
     if publish_root is not None:

@@ -56,11 +56,21 @@ class Option:
 
 @dataclass(frozen=True)
 class RepoSettings:
-    """What a step writing the image's pkg repository configuration needs from its release."""
+    """What a step writing the image's pkg repository configuration needs from its release.
+
+    *base* is the FreeBSD-base block of the release's own usr.sbin/pkg/FreeBSD.conf.*
+    (url, mirror_type, signature_type, fingerprints), when its src has one: how
+    that release's pkg names and trusts its base repository.  *keys* are trust
+    anchors the image must carry because no package ships them (a repository
+    of your own): image path -> content.
+    """
 
     signature_type: str             # how pkg inside the image checks the repository
     fingerprints: str               # image path of the trust anchors (/usr/share/keys/pkg)
     variables: dict[str, str] = field(default_factory=dict)     # ${REPO}, ${MAJOR} for the URL
+    base: dict[str, str] = field(default_factory=dict)
+    pubkey: str = ""                # image path of the public key ("pubkey" repositories)
+    keys: tuple[str, ...] = ()      # host files to install: "<host path>=<image path>"
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class StepContext:
     read_src_dir: Callable[[str], dict[str, bytes]]     # the regular files of one src directory ({} if absent)
     byte_order: str
     repository: RepoSettings | None = None              # only for kinds with needs_repository
+    keys: dict[str, bytes] = field(default_factory=dict)   # RepoSettings.keys, read: image path -> content
     tools: dict = field(default_factory=dict)           # tool generations of the release (builtins.generations)
 
 
