@@ -132,6 +132,7 @@ class Release:
     arches: tuple[str, ...]
     flavours: tuple[str, ...]       # in build order, parents first (() = what the src builds)
     image_name: str                 # "freebsd-${FLAVOUR}", "freebsd${MAJOR}-${FLAVOUR}" ("" = as the src names them)
+    image_repository: str           # the URL the image's base.conf names ("" = as the release's src writes it)
     mirror: str                     # pkgbase URL template override ("" = pkgbase.url)
     src_url: str                    # src git URL override ("" = src.url)
     source: str                     # what images name as their source ("" = the src URL)
@@ -329,7 +330,7 @@ def _check_graph(chk: _Checker, flavours: dict[str, dict]) -> None:
             cur = flavours[cur].get("parent") or None
 
 
-def _check_release(chk: _Checker, name: str, r: dict, arches: dict, flavours: dict) -> None:
+def _check_release(chk: _Checker, name: str, r: dict, arches: dict, flavours: dict, src_url: str = "") -> None:
     """What can be checked before the release's src is read (flavours the config does not define may come
     from the src; release.matrix checks those)."""
     where = f"releases.{name}"
@@ -347,8 +348,9 @@ def _check_release(chk: _Checker, name: str, r: dict, arches: dict, flavours: di
     if glob and (r.get("version") or r.get("lock")):
         chk.problem(f"{where}.{'version' if r.get('version') else 'lock'}",
                     "a branch glob stands for several releases: their versions and locks come from each branch")
-    if str(r.get("src_url", "")).startswith("file:") and not r.get("source"):
-        chk.problem(f"{where}.source", "missing: images built from a local src_url need a source to name")
+    if str(r.get("src_url") or src_url).startswith("file:") and not r.get("source"):
+        chk.problem(f"{where}.source", "missing: images built from a local src (file:) need a public source "
+                                       "to name (org.opencontainers.image.source)")
     packages = r.get("packages", {})
     if not isinstance(packages, dict):
         chk.problem(f"{where}.packages", "must be a table of flavour = [package, ...]")
@@ -431,7 +433,7 @@ def from_dict(data: dict, *, path: Path, workdir: str | os.PathLike | None = Non
     steps = {k: chk.steps(f"flavours.{k}.steps", f.get("steps", [])) for k, f in tables["flavours"].items()}
     _check_graph(chk, tables["flavours"])
     for name, r in tables["releases"].items():
-        _check_release(chk, name, r, tables["architectures"], tables["flavours"])
+        _check_release(chk, name, r, tables["architectures"], tables["flavours"], plain["src"].get("url", ""))
     if not tables["releases"]:
         chk.problem("releases", "no release is configured")
     if chk.problems:
@@ -473,6 +475,7 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
             name=n, version=r["version"], kind=r["kind"], branch=r["branch"], newest=r["newest"], repo=r["repo"],
             abi_major=r["abi_major"], arches=tuple(r["arches"]),
             flavours=_build_order(r["flavours"], tables["flavours"]), image_name=r["image_name"],
+            image_repository=r["image_repository"],
             mirror=r["mirror"], src_url=r["src_url"],
             source=r["source"],
             signature_type=r["signature_type"] or pkgbase.signature_type,

@@ -227,6 +227,9 @@ SCHEMA: dict[str, list[Setting]] = {
                 "src builds: release/Makefile.oci OCI_IMAGES, else every release/tools/oci-image-*.conf); a "
                 "listed flavour is defined by [flavours.<name>] when the configuration has it, else by the src",
                 example='["static", "dynamic", "minimal"]'),
+        Setting("image_repository", "str", "", doc="the pkgbase repository URL the image's own base.conf names "
+                "(${ABI} is left for pkg); empty: as the release's src writes it (FreeBSD's pkg.FreeBSD.org), "
+                "independent of where this build fetches from", example='"https://pkg.example.org/${ABI}/mine"'),
         Setting("image_name", "str", "", doc="image name template (${FLAVOUR}, ${MAJOR}); empty: as the "
                 "release's make-oci-image.sh names them (freebsd${MAJOR}-${FLAVOUR} in 14.x), else "
                 "freebsd-${FLAVOUR}", example='"freebsd${MAJOR}-${FLAVOUR}"'),

@@ -158,7 +158,7 @@ def repository_settings(m: Matrix, release: str) -> RepoSettings:
     base = {k: v for k, v in (m.releases[release].repository or {}).items() if k != "origin"}
     return RepoSettings(signature_type=r.signature_type, fingerprints=fingerprints,
                         variables={"REPO": r.repo, "MAJOR": str(r.abi_major)}, base=base, pubkey=pubkey,
-                        keys=tuple(keys))
+                        keys=tuple(keys), url=r.image_repository)
 
 
 def layer_plan(m: Matrix, release: str, arch: str, flavour: str) -> LayerPlan:

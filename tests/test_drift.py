@@ -195,6 +195,8 @@ MUTATIONS: dict[str, Mutation] = {
     "releases.*.newest": lambda d, r, w: (_release(d).pop("version"),
                                           _release(d).update(branch="releng/14.*", newest=1)),
     "releases.*.image_name": lambda d, r, w: _release(d).update(image_name="freebsd-${FLAVOUR}"),
+    "releases.*.image_repository": lambda d, r, w: _release(d).update(
+        image_repository="https://pkg.example.org/${ABI}/drift"),
     "releases.*.kind": lambda d, r, w: _release(d).update(kind="snapshot"),
     "releases.*.branch": lambda d, r, w: _release(d).update(branch="stable/14"),
     "releases.*.repo": lambda d, r, w: _release(d).update(repo="base_latest"),

@@ -70,6 +70,7 @@ class RepoSettings:
     variables: dict[str, str] = field(default_factory=dict)     # ${REPO}, ${MAJOR} for the URL
     base: dict[str, str] = field(default_factory=dict)
     pubkey: str = ""                # image path of the public key ("pubkey" repositories)
+    url: str = ""                   # the release's image_repository: the URL base.conf names, whatever the step says
     keys: tuple[str, ...] = ()      # host files to install: "<host path>=<image path>"
 
 

@@ -5,7 +5,9 @@ install more of the base system; release.builtins.repoconf writes the same text.
 The URL may use ${REPO} and ${MAJOR} (expanded from the release) and keeps pkg's
 own ${ABI} for pkg to expand at run time.
 
-Options left empty take the release's values: for the FreeBSD-base repository
+A release's image_repository names the URL whatever the step says (the image
+points at your repository, not at where this build fetched from).  Options left
+empty take the release's values: for the FreeBSD-base repository
 the FreeBSD-base block of the release's own usr.sbin/pkg/FreeBSD.conf.* (15.x:
 pkg+https://..., /usr/share/keys/pkgbase-15); otherwise the trust the release
 is verified with.  A release verified with a key of your own ("pubkey", or
@@ -31,9 +33,11 @@ def apply(tree: LayerTree, step: Step, ctx: StepContext) -> None:
         raise StepError("step repo-conf: the release's repository settings are missing from the plan")
     name = step.get("name")
     base = repo.base if name == "FreeBSD-base" else {}
-    url = step.get("url") or base.get("url", "")
+    url = repo.url or step.get("url") or base.get("url", "")
     signature_type = step.get("signature_type") or base.get("signature_type") or repo.signature_type
     fingerprints = step.get("fingerprints") or base.get("fingerprints") or repo.fingerprints
+    if repo.keys:               # a repository of your own: the image trusts the key the release is verified with
+        signature_type, fingerprints = repo.signature_type, repo.fingerprints
     entry = repoconf.base_conf(expand(url, repo.variables), signature_type=signature_type,
                                fingerprints=fingerprints, name=name, enabled=step.get("enabled"),
                                mirror_type=step.get("mirror_type") or base.get("mirror_type") or "srv",
