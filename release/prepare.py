@@ -98,19 +98,23 @@ def downloads_present(plan: DownloadPlan) -> bool:
     return all((ws.root / rel).is_file() for rel in record.packages.values())
 
 
-def collect_garbage(plan: GcPlan) -> dict:
-    """Remove cached packages that no lock of the configuration names (and their metadata)."""
+def collect_garbage(plan: GcPlan, say=print) -> dict:
+    """Remove cached packages no lock of the configuration names, and kept ones whose bytes no longer match
+    their sum (the next download fetches them again); their remembered metadata goes with them."""
     keep: set[str] = set()
     for path in plan.locks:
         try:
             keep.update(p.sum for p in Lock.load(Path(path)).packages())
         except InputError:
             continue                    # a release not locked yet keeps nothing
-    removed = PackageCache(plan.workspace.cache()).gc(keep)
+    cache = PackageCache(plan.workspace.cache())
+    damaged = sorted(s for s in keep if cache.has(s) and not cache.verify(s))
+    removed = cache.gc(keep - set(damaged))
     for pkg in removed:
         meta = plan.workspace.package_meta(pkg.stem)
         if meta.is_file():
             meta.unlink()
-    log.info("gc: %d packages removed, %d kept", len(removed), len(keep))
-    return {"removed": len(removed), "kept": len(keep)}
+    say(f"gc: {len(removed) - len(damaged)} unused and {len(damaged)} damaged packages removed, "
+        f"{len(keep) - len(damaged)} kept")
+    return {"removed": len(removed), "damaged": len(damaged), "kept": len(keep) - len(damaged)}
 

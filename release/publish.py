@@ -204,7 +204,7 @@ def _tidy(base: Path, latest: Path, keep: int, today: str) -> None:
 def _require(files: dict[str, Path]) -> None:
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise PublishError(f"{missing[0]}: not built (run the build task first)")
+        raise PublishError(f"{missing[0]}: not built (build the release first)")
 
 
 def _holds(directory: Path, wanted: dict[str, Path], signers: TreeSigners) -> bool:

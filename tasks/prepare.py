@@ -4,7 +4,7 @@ from __future__ import annotations
 from release import planner, prepare, sources
 from release.demo import inputs as demo_inputs
 
-from .common import CONFIG, MATRIX, planned
+from .common import CONFIG, MATRIX, planned, say
 
 
 def _demo_task_dep(release) -> list[str]:
@@ -65,6 +65,6 @@ def task_download():
 def task_gc():
     """Remove cached packages that no configured release's lock names."""
     return {"basename": "gc",
-            **planned(planner.gc_plan(MATRIX), prepare.collect_garbage, always=True,
-                      doc="remove cached packages no lock of the configuration names"),
+            **planned(planner.gc_plan(MATRIX), prepare.collect_garbage, always=True, say=say,
+                      doc="remove cached packages no lock names, and damaged ones"),
             "verbosity": 2}

@@ -148,3 +148,22 @@ def test_gc_keeps_only_what_is_asked(repo_server: RepoServer, fetcher: Fetcher, 
     data = payload(2002, bytes([2]))
     cache.ensure(fetcher, f"{repo_server.url}/p2.pkg", name="p2", sum=sums[2], size=len(data))
     assert cache.verify(sums[2])
+
+
+def test_gc_drops_unlocked_and_damaged_packages_and_the_next_build_fetches_again(tmp_path):
+    """`doit gc` on a built demo: a package no lock names goes, a tampered one goes, the build heals."""
+    from tests.pipeline_support import doit, ran
+    from tests.conftest import PROJECT
+    work = tmp_path / "work"
+    doit(PROJECT / "config.toml", work, "build:demo:amd64")
+    packages = sorted((work / "cache/packages").rglob("*.pkg"))
+    stray = work / "cache/packages/sha256" / ("0" * 64 + ".pkg")
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"no lock names me")
+    victim = packages[0]
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\0")
+    proc = doit(PROJECT / "config.toml", work, "gc")
+    assert "gc: 1 unused and 1 damaged packages removed" in proc.stdout
+    assert not stray.exists() and not victim.exists()
+    again = doit(PROJECT / "config.toml", work, "build:demo:amd64")
+    assert "download:demo:amd64" in ran(again) and victim.is_file()
