@@ -38,7 +38,7 @@ from .plans import LayerPlan
 from .records import BuiltLayer, LayerRecord, LockedPackage, PackageIndex, PackageSet, SrcInputs
 from .sources import SrcFiles
 from .steps import StepContext
-from .tree import LayerTree, ParentView
+from .tree import VIEW_FORMAT, LayerTree, ParentView
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def build_layer(plan: LayerPlan) -> dict:
     """Build (or reuse) the layer; write layer.json, view.json and index.json for the stages above."""
     ws = plan.workspace
     inputs = read_inputs(plan)
-    ident = identity({"plan": plan.settings(), "inputs": inputs.identity_json()})
+    ident = identity({"plan": plan.settings(), "inputs": inputs.identity_json(), "view": VIEW_FORMAT})
     built = _reusable(ws, ident)
     reused = built is not None
     if built is None:
@@ -145,6 +145,7 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
         if plan.pkgdb:
             write_pkgdb_entry(ws, tree, list(inputs.pkgdb_packages), schema=plan.pkgdb.schema, time=sde,
                               repository=plan.pkgdb.repository, metas=metas)
+        tree.check_structure()
         blob = write_layer_blob(ws.blobs(), tree, compression=plan.compression, sde=sde)
         view, index = tree.child_view(), tree.package_index()
     layer = LayerRecord(identity=ident, **blob, created_by=_created_by(plan, inputs, script_log),

@@ -7,10 +7,19 @@ owners, modes and symlinks are just values, so no host permission, user
 database or symlink can influence — or be attacked through — the result.
 
 The tree also knows what the layers below it contain, as far as a layer needs:
-the ParentView is the cumulative record of directories, symlinks and a few
-"watched" files (accounts, services, certificates) that install steps read.
-Children depend on that record, not on their parents' whole content, so a new
-package version in a parent does not force a rebuild of its children's layers.
+the ParentView is the cumulative record of directories, symlinks, every other
+non-directory's path and owner, and the content of a few "watched" files
+(accounts, services, certificates) that install steps read.  Children depend on
+that record, not on their parents' whole content, so a new package version in a
+parent does not force a rebuild of its children's layers.
+
+One invariant makes a layer safe to extract anywhere (umoci, podman, Python's
+tarfile): in the merged view of the layer over the layers below, no entry lies
+beneath a non-directory.  A symlink with entries under it would make an
+extractor write through the link (``/a -> /etc`` then ``/a/master.passwd``);
+a file with entries under it cannot be extracted at all.  check_structure()
+verifies it on the finished tree, so it holds whatever the order of members,
+packages and layers; the refusal names both culprits.
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ from .fsutil import pretty_json, write_if_changed
 WATCHED_FILES = ("/etc/master.passwd", "/etc/group", "/etc/services", "/etc/login.conf")
 WATCHED_TREES = ("/usr/share/certs/", "/etc/ssl/")
 CHUNK = 1 << 20
+VIEW_FORMAT = 2             # 2: views record every non-directory below (the layer invariant); part of layer identities
 
 
 def watched(path: str) -> bool:
@@ -56,20 +66,31 @@ class ParentView:
     dirs: dict[str, list] = field(default_factory=dict)       # path -> [mode, uname, gname, mtime]
     symlinks: dict[str, str] = field(default_factory=dict)    # path -> target
     files: dict[str, bytes] = field(default_factory=dict)     # watched files -> content
+    nondirs: dict[str, list] = field(default_factory=dict)    # every non-directory -> [kind, owner]
 
     @classmethod
     def from_json(cls, doc: dict | None) -> "ParentView":
         if not doc:
             return cls()
         return cls(dirs=dict(doc["dirs"]), symlinks=dict(doc["symlinks"]),
-                   files={p: base64.b64decode(v) for p, v in doc["files"].items()})
+                   files={p: base64.b64decode(v) for p, v in doc["files"].items()},
+                   nondirs=dict(doc.get("nondirs", {})))
 
     def to_json(self) -> dict:
         return {"dirs": dict(sorted(self.dirs.items())), "symlinks": dict(sorted(self.symlinks.items())),
-                "files": {p: base64.b64encode(v).decode() for p, v in sorted(self.files.items())}}
+                "files": {p: base64.b64encode(v).decode() for p, v in sorted(self.files.items())},
+                "nondirs": dict(sorted(self.nondirs.items()))}
 
     def exists(self, path: str) -> bool:
-        return path in self.dirs or path in self.symlinks or path in self.files
+        return path in self.dirs or path in self.symlinks or path in self.files or path in self.nondirs
+
+    def entries(self) -> dict[str, tuple[str, str, str]]:
+        """Every path recorded below: path -> (kind, owner, symlink target)."""
+        out = {p: ("dir", "", "") for p in self.dirs}
+        out.update({p: (kind, owner, self.symlinks.get(p, "")) for p, (kind, owner) in self.nondirs.items()})
+        out.update({p: ("symlink", out.get(p, ("", "", ""))[1], t) for p, t in self.symlinks.items()})
+        out.update({p: ("file", "", "") for p in self.files if p not in out})
+        return out
 
     @classmethod
     def load(cls, path: Path) -> "ParentView":
@@ -145,20 +166,47 @@ class LayerTree:
         self.removed.discard(path)
 
     def _check_parents(self, path: str, owner: str) -> None:
-        """No ancestor of *path* may be a symlink: tar would write through it, out of place."""
+        """No ancestor of *path* may be a non-directory: tar would write through a symlink, out of place.
+
+        The early, incremental half of the invariant (check_structure is the whole of it).
+        """
         parent = posixpath.dirname(path)
         while parent != "/":
             item = self.items.get(parent)
-            if item is not None and item.entry.kind == "symlink":
-                raise LayerError(f"{owner}: {path}: parent {parent} is a symlink (to {item.entry.target}, "
-                                 f"from {item.owner}); refusing to write through it")
-            if item is None and parent in self.parent.symlinks:
-                raise LayerError(f"{owner}: {path}: parent {parent} is a symlink in a lower layer "
-                                 f"(to {self.parent.symlinks[parent]}); refusing to write through it")
-            if item is not None and item.entry.kind not in ("dir",):
-                raise LayerError(f"{owner}: {path}: parent {parent} is a {item.entry.kind} "
-                                 f"(from {item.owner}), not a directory")
+            if item is not None and item.entry.kind != "dir":
+                raise _beneath(owner, path, parent, item.entry.kind, item.owner, item.entry.target)
+            if item is None and (parent in self.parent.symlinks or parent in self.parent.nondirs) and \
+                    parent not in self.parent.dirs and not self._hidden(parent):
+                raise _beneath(owner, path, parent, *self.parent.entries()[parent], lower=True)
             parent = posixpath.dirname(parent)
+
+    def _hidden(self, path: str) -> bool:
+        """Removed by this layer: *path* or one of its ancestors has a whiteout."""
+        while path != "/":
+            if path in self.removed:
+                return True
+            path = posixpath.dirname(path)
+        return False
+
+    def check_structure(self) -> None:
+        """The layer's invariant: nothing beneath a non-directory in the merged view.
+
+        Checked over the finished tree (this layer's entries over what the
+        layers below still show), so no order of members, packages, steps or
+        layers can slip past it; the error names the entry and the
+        non-directory above it, with their owners.
+        """
+        merged = {p: (*e, True) for p, e in self.parent.entries().items() if not self._hidden(p)}
+        merged.update({p: (i.entry.kind, i.owner, i.entry.target, False) for p, i in self.items.items()})
+        for path in entries_sorted(merged):
+            parent = posixpath.dirname(path)
+            while parent != "/":
+                above = merged.get(parent)
+                if above is not None and above[0] != "dir":
+                    _, owner, _, lower = merged[path]
+                    raise _beneath(owner or "a lower layer", path, parent, *above[:3], lower=above[3],
+                                   child_lower=lower)
+                parent = posixpath.dirname(parent)
 
     # -- reading --------------------------------------------------------------
     def read(self, path: str) -> bytes | None:
@@ -210,18 +258,22 @@ class LayerTree:
     # -- results --------------------------------------------------------------
     def child_view(self) -> ParentView:
         """The view this layer hands to its children: the parent's, with this layer applied."""
-        view = ParentView(dict(self.parent.dirs), dict(self.parent.symlinks), dict(self.parent.files))
+        view = ParentView(dict(self.parent.dirs), dict(self.parent.symlinks), dict(self.parent.files),
+                          dict(self.parent.nondirs))
+        tables = (view.dirs, view.symlinks, view.files, view.nondirs)
         for gone in self.removed:
-            for table in (view.dirs, view.symlinks, view.files):
+            for table in tables:
                 for p in [p for p in table if p == gone or p.startswith(gone + "/")]:
                     del table[p]
         for path, item in self.items.items():
             e = item.entry
-            for table in (view.dirs, view.symlinks, view.files):
+            for table in tables:
                 table.pop(path, None)
             if e.kind == "dir":
                 view.dirs[path] = [e.mode, e.uname, e.gname, e.mtime]
-            elif e.kind == "symlink":
+                continue
+            view.nondirs[path] = [e.kind, item.owner]
+            if e.kind == "symlink":
                 view.symlinks[path] = e.target
             elif watched(path):
                 view.files[path] = self.read(path) or b""
@@ -231,6 +283,19 @@ class LayerTree:
         """Package-owned non-directories: path -> [kind, sha256/target, package] (cross-layer checks)."""
         return {p: [i.entry.kind, i.sha256, i.owner] for p, i in sorted(self.items.items())
                 if i.package and i.entry.kind != "dir"}
+
+
+def _beneath(owner: str, path: str, parent: str, kind: str, parent_owner: str, target: str, *,
+             lower: bool = False, child_lower: bool = False) -> LayerError:
+    """The one refusal of the layer invariant, naming the entry and the non-directory above it."""
+    where = " in a lower layer" if lower else ""
+    what = f"{owner}: {path}" + (" (in a lower layer)" if child_lower else "")
+    details = ", ".join(x for x in (f"to {target}" if kind == "symlink" else "",
+                                    f"from {parent_owner}" if parent_owner else "") if x)
+    details = f" ({details})" if details else ""
+    if kind == "symlink":
+        return LayerError(f"{what}: parent {parent} is a symlink{where}{details}; refusing to write through it")
+    return LayerError(f"{what}: parent {parent} is a {kind}{where}{details}, not a directory")
 
 
 def _link_sum(entry: Entry) -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from doit import get_var
-from doit.exceptions import TaskFailed
+from doit.exceptions import TaskError, TaskFailed
 from doit.tools import config_changed
 
 from release import config as config_mod
@@ -144,11 +144,16 @@ MATRIX = resolve_matrix()
 
 
 def run_action(func, kwargs: dict):
-    """Run a release function; a ReleaseError becomes doit's one-line failure."""
+    """Run a release function; a ReleaseError becomes doit's one-line failure.
+
+    Its exit_status decides which: bad input (2) becomes a TaskError, which
+    makes doit end with status 2; anything else (a server, a tool: 1) a
+    TaskFailed, status 1.  doit ends with 2 when any task ended with an error.
+    """
     try:
         result = func(**kwargs)
     except ReleaseError as e:
-        return TaskFailed(str(e))
+        return (TaskError if e.exit_status == 2 else TaskFailed)(str(e))
     return result if isinstance(result, dict) else None
 
 

@@ -75,6 +75,7 @@ class Harness:
         for e in steps:
             tree.put(e, "test step")
         self.install(tree, scripts, ignore)
+        tree.check_structure()
         return self.write(tree, media), tree
 
     def tar(self, blob: dict) -> tarfile.TarFile:
@@ -170,6 +171,56 @@ def test_writing_through_a_symlink_of_a_lower_layer_is_refused(h: Harness) -> No
     h.package("FreeBSD-victim", [Member("/usr/lib32/x", "file", 0o644, data=b"x")])
     with pytest.raises(LayerError, match=r"parent /usr/lib32 is a symlink in a lower layer"):
         h.build(parent=ParentView(symlinks={"/usr/lib32": "/tmp"}), steps=ACCOUNTS)
+
+
+def test_a_symlink_listed_after_its_children_is_refused_naming_both(h: Harness) -> None:
+    h.package("FreeBSD-evil", [Member("/a/x", "file", 0o644, data=b"x"), Member("/a", "symlink", 0o755, target="/etc")])
+    with pytest.raises(LayerError, match=r"^FreeBSD-evil: /a/x: parent /a is a symlink \(to /etc, from FreeBSD-evil\); "
+                                         r"refusing to write through it$"):
+        h.build(steps=ACCOUNTS)
+
+
+def test_the_same_split_across_two_packages_is_refused_whatever_their_order(h: Harness) -> None:
+    h.package("FreeBSD-a", [Member("/a", "symlink", 0o755, target="/etc")])
+    h.package("FreeBSD-b", [Member("/a/master.passwd", "file", 0o644, data=b"x")])
+    with pytest.raises(LayerError, match=r"FreeBSD-b: /a/master.passwd: parent /a is a symlink \(to /etc, from FreeBSD-a\)"):
+        h.build(steps=ACCOUNTS)
+
+
+def test_a_path_with_children_claimed_as_a_file_is_refused(h: Harness) -> None:
+    h.package("FreeBSD-a", [Member("/usr/share/x/y", "file", 0o644, data=b"y")])
+    h.package("FreeBSD-b", [Member("/usr/share/x", "file", 0o644, data=b"x")])
+    with pytest.raises(LayerError, match=r"FreeBSD-a: /usr/share/x/y: parent /usr/share/x is a file \(from FreeBSD-b\), "
+                                         r"not a directory"):
+        h.build(steps=ACCOUNTS)
+
+
+def test_a_symlink_over_children_of_a_lower_layer_is_refused_naming_both(h: Harness) -> None:
+    lower = ParentView(nondirs={"/a/master.passwd": ["file", "FreeBSD-base"]}, files=dict(
+        (e.path, e.data) for e in ACCOUNTS if e.kind == "file"))
+    h.package("FreeBSD-evil", [Member("/a", "symlink", 0o755, target="/etc")])
+    with pytest.raises(LayerError, match=r"^FreeBSD-base: /a/master.passwd \(in a lower layer\): parent /a is a symlink "
+                                         r"\(to /etc, from FreeBSD-evil\); refusing to write through it$"):
+        h.build(parent=lower)
+
+
+def test_a_file_of_a_lower_layer_cannot_become_a_directory_above(h: Harness) -> None:
+    lower = ParentView(nondirs={"/usr/lib/x": ["file", "FreeBSD-base"]}, files=dict(
+        (e.path, e.data) for e in ACCOUNTS if e.kind == "file"))
+    h.package("FreeBSD-a", [Member("/usr/lib/x/y", "file", 0o644, data=b"y")])
+    with pytest.raises(LayerError, match=r"FreeBSD-a: /usr/lib/x/y: parent /usr/lib/x is a file in a lower layer "
+                                         r"\(from FreeBSD-base\), not a directory"):
+        h.build(parent=lower)
+
+
+def test_the_view_handed_down_names_every_non_directory_and_its_owner(h: Harness) -> None:
+    h.package("FreeBSD-a", [Member("/bin/sh", "file", 0o555, data=b"sh"), Member("/bin/rsh", "hardlink", 0o555, target="/bin/sh"),
+                            Member("/lib32", "symlink", 0o755, target="/usr/lib32"), Member("/bin", "dir", 0o755)])
+    _, tree = h.build(steps=ACCOUNTS)
+    view = ParentView.from_json(tree.child_view().to_json())
+    assert view.nondirs["/bin/sh"] == ["file", "FreeBSD-a"] and view.nondirs["/bin/rsh"] == ["hardlink", "FreeBSD-a"]
+    assert view.nondirs["/lib32"] == ["symlink", "FreeBSD-a"] and view.symlinks["/lib32"] == "/usr/lib32"
+    assert "/bin" in view.dirs and "/bin" not in view.nondirs
 
 
 def test_replacing_a_lower_directory_by_a_file_is_refused(h: Harness) -> None:

@@ -1,0 +1,57 @@
+"""Hostile packages and repositories through `doit build`: refused in one line, exit status 2, nothing written.
+
+Each test makes its hostile input itself (tests/hostile_support.py): a signed
+repository whose packages were crafted the way an attacker with a leaked
+mirror key would craft them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from release.pkgfile import Member
+from tests.emulation_support import TIME
+from tests.hostile_support import ARCH, RELEASE, Hostile, hostile_release
+from tests.pipeline_support import doit, error_lines, partial_files
+
+
+def refused(h: Hostile, task: str = f"build:{RELEASE}") -> str:
+    """Run the build; it must fail with status 2 and one line, leaving no partial file."""
+    proc = doit(h.config, h.work, task, check=False)
+    lines = error_lines(proc)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert partial_files(h.work) == []
+    assert not (h.out().exists() and any(h.out().glob("*.txz")))
+    return lines[0]
+
+
+def test_a_package_writing_through_its_own_symlink_is_refused(tmp_path: Path) -> None:
+    h = hostile_release(tmp_path, {"FreeBSD-evil": [
+        Member("/a/master.passwd", "file", 0o644, data=b"root::0:0::0:0::/:/bin/sh\n", mtime=TIME),
+        Member("/a", "symlink", 0o755, target="/etc", mtime=TIME)]})
+    assert refused(h) == (f"layer:{RELEASE}:{ARCH}:top: FreeBSD-evil: /a/master.passwd: parent /a is a symlink "
+                          "(to /etc, from FreeBSD-evil); refusing to write through it")
+
+
+def test_a_symlink_over_the_children_of_a_lower_layer_is_refused_naming_both(tmp_path: Path) -> None:
+    base = [Member("/a/master.passwd", "file", 0o644, data=b"harmless\n", mtime=TIME)]
+    h = hostile_release(tmp_path, {"FreeBSD-evil": [Member("/a", "symlink", 0o755, target="/etc", mtime=TIME)]},
+                        base=base)
+    assert refused(h) == (f"layer:{RELEASE}:{ARCH}:top: FreeBSD-base: /a/master.passwd (in a lower layer): "
+                          "parent /a is a symlink (to /etc, from FreeBSD-evil); refusing to write through it")
+
+
+def test_a_split_across_two_packages_is_refused(tmp_path: Path) -> None:
+    h = hostile_release(tmp_path, {
+        "FreeBSD-evil": [Member("/a", "symlink", 0o755, target="/etc", mtime=TIME)],
+        "FreeBSD-victim": [Member("/a/group", "file", 0o644, data=b"wheel:*:0:evil\n", mtime=TIME)]})
+    assert refused(h) == (f"layer:{RELEASE}:{ARCH}:top: FreeBSD-victim: /a/group: parent /a is a symlink "
+                          "(to /etc, from FreeBSD-evil); refusing to write through it")
+
+
+def test_a_path_with_children_later_claimed_as_a_file_is_refused(tmp_path: Path) -> None:
+    h = hostile_release(tmp_path, {"FreeBSD-evil": [
+        Member("/usr/share/evil/x", "file", 0o644, data=b"x", mtime=TIME),
+        Member("/usr/share/evil", "file", 0o644, data=b"a file over a directory", mtime=TIME)]})
+    assert refused(h) == (f"layer:{RELEASE}:{ARCH}:top: FreeBSD-evil: /usr/share/evil/x: parent /usr/share/evil "
+                          "is a file (from FreeBSD-evil), not a directory")
