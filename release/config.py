@@ -15,7 +15,7 @@ from typing import Any
 
 import toml
 
-from .configschema import REQUIRED, SCHEMA, Setting
+from .configschema import REQUIRED, SCHEMA, Setting, path_name
 from .errors import ConfigError
 from .steps import REGISTRY as STEP_KINDS
 from .steps import REQUIRED as STEP_REQUIRED
@@ -429,7 +429,11 @@ def from_dict(data: dict, *, path: Path, workdir: str | os.PathLike | None = Non
         if not isinstance(raw, dict):
             chk.problem(name, "must be a table")
             raw = {}
-        tables[name] = {k: chk.section(f"{name}.{k}", v, SCHEMA[f"{name}.*"]) for k, v in raw.items()}
+        tables[name] = {}
+        for key, value in raw.items():
+            if name != "registries" and ((msg := path_name(key)) or (key == "" and (msg := "must not be empty"))):
+                chk.problem(f"{name}.{key}", msg)           # the name becomes a path: checked first
+            tables[name][key] = chk.section(f"{name}.{key}", value, SCHEMA[f"{name}.*"])
     steps = {k: chk.steps(f"flavours.{k}.steps", f.get("steps", [])) for k, f in tables["flavours"].items()}
     _check_graph(chk, tables["flavours"])
     for name, r in tables["releases"].items():

@@ -6,6 +6,7 @@ loader short and the list of settings readable in one place.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -72,6 +73,17 @@ def url_or_empty(value) -> str | None:
     return f"must be an https://, http:// or file:// URL, not {value!r}"
 
 
+NAME_CHARACTERS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+NAME_RULE = 'must start with a letter or digit and hold only letters, digits, ".", "_", "+" and "-"'
+
+
+def path_name(value) -> str | None:
+    """Names that become file and directory names (releases, versions, flavours, architectures)."""
+    if value == "" or (NAME_CHARACTERS.fullmatch(value) and ".." not in value):
+        return None
+    return f"{value!r} {NAME_RULE} (it becomes a file name)"
+
+
 def epoch_policy(value) -> str | None:
     if isinstance(value, int) or value in ("src-inputs", "src-commit", "environment") or str(value).isdigit():
         return None
@@ -86,9 +98,12 @@ SECTIONS: dict[str, str] = {
     "push": "Tags and attachments of `push:<release>`.",
     "signing": "The release signing keys: CHECKSUM signatures, cosign and OpenPGP image signatures.",
     "registries.*": "One table per OCI registry `push:<release>` pushes to.",
-    "architectures.*": "One table per TARGET_ARCH: how FreeBSD and OCI name it.",
-    "flavours.*": "One table per image flavour; each is one layer on top of its parent's.",
-    "releases.*": "One table per release or branch built.",
+    "architectures.*": "One table per TARGET_ARCH: how FreeBSD and OCI name it. Its name becomes part of "
+                       "file names: letters, digits, `.` `_` `+` `-`, starting with a letter or digit.",
+    "flavours.*": "One table per image flavour; each is one layer on top of its parent's. Its name becomes part "
+                  "of file names: letters, digits, `.` `_` `+` `-`, starting with a letter or digit.",
+    "releases.*": "One table per release or branch built. Its name becomes part of file names: letters, digits, "
+                  "`.` `_` `+` `-`, starting with a letter or digit.",
 }
 
 SCHEMA: dict[str, list[Setting]] = {
@@ -209,8 +224,8 @@ SCHEMA: dict[str, list[Setting]] = {
                 example='"Shell-based workloads"'),
     ],
     "releases.*": [
-        Setting("version", "str", "", doc="what file names and tags say (empty: REVISION-BRANCH of the "
-                "release's sys/conf/newvers.sh)", example='"14.2-RELEASE"'),
+        Setting("version", "str", "", path_name, doc="what file names and tags say (empty: REVISION-BRANCH of "
+                "the release's sys/conf/newvers.sh); letters, digits, `.` `_` `+` `-`", example='"14.2-RELEASE"'),
         Setting("kind", "str", "release", one_of(RELEASE_KINDS),
                 "release (releases/ tree) or snapshot (snapshots/ tree, dated names)", '"snapshot"'),
         Setting("branch", "str", doc="src branch; a glob (releng/15.*) makes one release per matching branch, "

@@ -382,6 +382,10 @@ class PackageReader:
             if ti.size > MAX_METADATA:
                 raise PackageError(f"{self.name}: {ti.name}: {ti.size} bytes is too large")
             data = self._tar.extractfile(ti).read()
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as e:    # the records and the pkg database built from it are UTF-8
+                raise PackageError(f"{self.name}: {ti.name}: not UTF-8 (byte {e.start})") from None
             found[ti.name] = parse_manifest(data, f"{self.name}: {ti.name}")
             ti = self._next()
         if "+MANIFEST" not in found:
@@ -435,7 +439,14 @@ class PackageReader:
     def _entry(self, ti: tarfile.TarInfo, seen: set, file_sums: dict):
         kind, why_not = _kind(ti)
         path = "/" if kind == "dir" and ti.name == "" else ti.name
-        at = f"{self.name}: {path}"
+        at = f"{self.name}: {printable(path)}"
+        for what, text in (("file name", path), ("link target", ti.linkname), ("owner", ti.uname),
+                           ("group", ti.gname)):
+            if printable(text) != text:
+                # pkg installs such names byte for byte; the image's records, views and pkg
+                # database are UTF-8, so the package is refused by name instead
+                raise PackageError(f"{at}: {what} is not UTF-8" if text is path else
+                                   f"{at}: {what} \"{printable(text)}\" is not UTF-8")
         if kind is None:
             raise PackageError(f"{at}: {why_not} cannot be installed from a package")
         reason = check_path(path, kind == "dir")
@@ -477,6 +488,11 @@ class PackageReader:
         return PkgEntry(path=path, kind=kind, size=ti.size if kind == "file" else 0,
                         target=ti.linkname if kind in ("symlink", "hardlink") else "",
                         config=path in self.config_files, **resolve_metadata(expected, header, at))
+
+
+def printable(text: str) -> str:
+    """*text* (tar names are decoded with surrogateescape) with undecodable bytes shown as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _sum_matches(data: bytes, expected: str) -> bool:

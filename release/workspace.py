@@ -26,16 +26,20 @@ verification) agree on paths:
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BusyError
-from .fsutil import TMP_PREFIX
+from .errors import BusyError, InputError
+from .fsutil import TMP_PREFIX, remove_partials
+
+# A work directory says so: the crash sweep deletes temporary names in it, which
+# must never happen in a directory someone pointed workdir= at by mistake.
+MARKER = ".release-workdir"
+# The folders the pipeline writes (git/ is libgit2's own); the sweep looks nowhere else.
+FOLDERS = ("demo", "state", "repos", "locks", "cache", "build", "layers", "blobs", "out", "tmp", "verify")
 
 
 @dataclass(frozen=True)
@@ -154,13 +158,34 @@ class Workspace:
         return self.root / ".lock"
 
 
+def claim_workdir(root: Path) -> None:
+    """Make sure *root* is a work directory: a new or empty one is marked, a marked one used.
+
+    A directory holding nothing but what the pipeline makes (its folders,
+    git/, .lock, doit's .doit.db: an earlier version's work directory) is
+    marked and used; any other non-empty directory is refused.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if (root / MARKER).is_file():
+            return
+        present = sorted(p.name for p in root.iterdir())
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"{root}: workdir is not a directory") from None
+    foreign = [n for n in present if n not in (*FOLDERS, "git", ".lock") and not n.startswith(".doit.db")]
+    if foreign:
+        raise InputError(f"{root}: not a work directory of this pipeline (no {MARKER}, holds {foreign[0]}"
+                         f"{' and more' if len(foreign) > 1 else ''}); use a new or empty workdir=")
+    (root / MARKER).write_text("FreeBSD OCI release pipeline work directory\n")
+
+
 def lock_workdir(root: Path) -> int:
     """Hold the work directory for this run (released when the process ends, even by SIGKILL).
 
     Two runs on one work directory would race on the same records and blobs;
     the second is refused with the first one's pid instead.
     """
-    root.mkdir(parents=True, exist_ok=True)
+    claim_workdir(root)
     fd = os.open(Workspace(root).lockfile(), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -175,18 +200,17 @@ def lock_workdir(root: Path) -> int:
 
 
 def sweep_partials(root: Path) -> int:
-    """Remove what a killed run left half-written (temporary names only; finished files are whole)."""
-    removed = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        if Path(dirpath) == root and "git" in dirnames:
-            dirnames.remove("git")          # libgit2 cleans its own mirror (srcgit handles crashes)
-        for name in [d for d in dirnames if d.startswith(TMP_PREFIX)]:
-            shutil.rmtree(Path(dirpath) / name, ignore_errors=True)
-            dirnames.remove(name)
-            removed += 1
-        for name in filenames:
-            if name.startswith(TMP_PREFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    (Path(dirpath) / name).unlink()
-                removed += 1
+    """Remove what a killed run left half-written (temporary names only; finished files are whole).
+
+    Only in a marked work directory, and only in its own folders (FOLDERS)
+    and among its own entries; symlinks are never followed.
+    """
+    if not (root / MARKER).is_file():
+        return 0
+    removed = remove_partials(root)
+    for folder in FOLDERS:
+        if (root / folder).is_dir() and not (root / folder).is_symlink():
+            for dirpath, dirnames, _ in os.walk(root / folder):
+                removed += remove_partials(dirpath)
+                dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
     return removed

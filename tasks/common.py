@@ -14,9 +14,9 @@ from release import config as config_mod
 from release import matrix as matrix_mod
 from release import planner
 from release.demo import inputs as demo_inputs
-from release.errors import BusyError, ConfigError, ReleaseError
+from release.errors import BusyError, ConfigError, InputError, ReleaseError
 from release.plans import Plan
-from release.workspace import Workspace, lock_workdir, sweep_partials
+from release.workspace import Workspace, claim_workdir, lock_workdir, sweep_partials
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -42,15 +42,18 @@ READ_ONLY_COMMANDS = {"list", "info", "help", "dumpdb", "tabcompletion"}
 
 
 def hold_workdir(ws: Workspace) -> int | None:
-    """Lock the work directory for a run and clear what a killed run left; exit 3 when it is busy."""
-    if READ_ONLY_COMMANDS.intersection(sys.argv[1:]):
-        ws.root.mkdir(parents=True, exist_ok=True)
-        return None
+    """Lock the work directory for a run and clear what a killed run left.
+
+    Exit 3 when another run holds it, 2 when it is not a work directory.
+    """
     try:
+        if READ_ONLY_COMMANDS.intersection(sys.argv[1:]):
+            claim_workdir(ws.root)
+            return None
         fd = lock_workdir(ws.root)
-    except BusyError as e:
+    except (BusyError, InputError) as e:
         print(str(e), file=sys.stderr)
-        sys.exit(3)
+        sys.exit(e.exit_status if isinstance(e, InputError) else 3)
     sweep_partials(ws.root)
     return fd
 

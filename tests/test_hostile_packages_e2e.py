@@ -55,3 +55,11 @@ def test_a_path_with_children_later_claimed_as_a_file_is_refused(tmp_path: Path)
         Member("/usr/share/evil", "file", 0o644, data=b"a file over a directory", mtime=TIME)]})
     assert refused(h) == (f"layer:{RELEASE}:{ARCH}:top: FreeBSD-evil: /usr/share/evil/x: parent /usr/share/evil "
                           "is a file (from FreeBSD-evil), not a directory")
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    # pkg urlencodes such names in the manifest and installs them byte for byte (see pkgmanifest.urlencode)
+    h = hostile_release(tmp_path, {"FreeBSD-evil": [
+        Member("/usr/share/caf\udce9", "file", 0o644, data=b"latin-1 name", mtime=TIME)]})
+    assert refused(h) == (f"layer:{RELEASE}:{ARCH}:top: FreeBSD-evil-14.2: /usr/share/caf\\xe9: "
+                          "file name is not UTF-8")
