@@ -14,9 +14,10 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 TMP_PREFIX = ".partial-"
 
@@ -159,3 +160,42 @@ def exchange(a: Path, b: Path) -> bool:
             return False
         raise OSError(err, os.strerror(err), str(b))
     return True
+
+
+# --------------------------------------------------------------------------- trees we share with others
+
+def entry_kind(path: str | os.PathLike) -> str | None:
+    """What *path* itself is (a symlink is not followed): dir, file, symlink, other, or None."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def describe_entry(path: str | os.PathLike, kind: str | None) -> str:
+    """"a symlink (to /etc)", "a file", ... for one-line messages about a foreign entry."""
+    if kind == "symlink":
+        return f"a symlink (to {os.readlink(path)})"
+    return {"dir": "a directory", "file": "a file", None: "nothing"}.get(kind, "a special file")
+
+
+def own_dirs(root: Path, parts: list[str], foreign: Callable[[Path, str | None], Exception]) -> Path:
+    """root/parts..., every component a real directory: made when missing, never followed when a symlink.
+
+    *root* is trusted (it comes from the configuration); below it, a component
+    that is a symlink, a file or anything else is *foreign(path, kind)*.
+    """
+    path = Path(root)
+    for part in parts:
+        path = path / part
+        kind = entry_kind(path)
+        if kind is None:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o755)
+            kind = entry_kind(path)
+        if kind != "dir":
+            raise foreign(path, kind)
+    return path

@@ -23,12 +23,20 @@ the configured number are pruned.  The CHECKSUM files are signed by the
 configured keys (release/treesign.py), and the OpenPGP signatures push made of
 the images join the tree's signature store (release/sigpublish.py), in the
 same locked publish.
+
+The tree is shared with mirrors and operators, so its existing contents are
+not trusted: below the configured root publish never follows a symlink it did
+not create (the only ones it makes are snapshot Latest/'s ../<date>/<name>
+links, read back only in exactly that form), never deletes outside the tree,
+and refuses with one line (TreeError, exit status 2) a foreign entry where it
+expects its own: a symlinked date directory, a file where a directory goes.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -37,13 +45,14 @@ from pathlib import Path
 
 from .attest import tree_root
 from .changes import buildinfo, compare, text
-from .errors import ReleaseError
-from .fsutil import TMP_PREFIX, atomic_output, exchange as _exchange, pretty_json, read_json, remove_partials
+from .errors import InputError, ReleaseError
+from .fsutil import (TMP_PREFIX, atomic_output, describe_entry, entry_kind, exchange as _exchange, own_dirs,
+                     pretty_json, remove_partials)
 from .names import CHECKSUM_FILES as CHECKSUMS
 from .names import snapshot_name
 from .plans import PublishPlan
 from .records import Lock, SrcHead
-from .sigpublish import publish_signatures
+from .sigpublish import publish_signatures, store_dir
 from .sources import mirror_of
 from .treesign import TreeSigners, tree_signers
 
@@ -54,10 +63,43 @@ class PublishError(ReleaseError):
     """The download tree cannot be updated."""
 
 
+class TreeError(InputError):
+    """The download tree holds something publish did not make where it expects its own."""
+
+
+def foreign(path: Path, kind: str | None, wanted: str = "directory") -> TreeError:
+    return TreeError(f"{path}: {describe_entry(path, kind)} where publish expects its own {wanted}; "
+                     "refusing to follow or replace it")
+
+
+def _tree_dirs(root: Path, *parts: str) -> Path:
+    return own_dirs(root, list(parts), foreign)
+
+
+def _own_file(path: Path) -> bool:
+    """*path* is a regular file (False when absent); anything else there is foreign."""
+    kind = entry_kind(path)
+    if kind not in (None, "file"):
+        raise foreign(path, kind, "file")
+    return kind == "file"
+
+
+def _own_entries(directory: Path) -> list[str]:
+    """The names in a directory publish fills with regular files only (partials left for the sweep)."""
+    names = sorted(p.name for p in directory.iterdir())
+    for name in names:
+        if not name.startswith(TMP_PREFIX):
+            _own_file(directory / name)
+    return [n for n in names if not n.startswith(TMP_PREFIX)]
+
+
 def publish_release(plan: PublishPlan) -> dict:
     """Publish every architecture of the release under the plan's tree; returns what changed per arch."""
     root = tree_root(plan.root)
-    root.mkdir(parents=True, exist_ok=True)
+    if entry_kind(root) is None:
+        root.mkdir(parents=True)
+    if not root.is_dir():
+        raise TreeError(f"{root}: the publish root is not a directory")
     changed = {}
     with _tree_lock(root), tree_signers(plan.signing) as signers:
         for files in plan.files:
@@ -65,6 +107,9 @@ def publish_release(plan: PublishPlan) -> dict:
                 changed[files.arch] = _publish_snapshot(plan, files.arch, list(files.names), root, signers)
             else:
                 changed[files.arch] = _publish_release(plan, files.arch, list(files.names), root, signers)
+        kind = entry_kind(store_dir(root))     # the store's own files are release/sigpublish.py's
+        if kind not in (None, "dir"):
+            raise foreign(store_dir(root), kind)
         store = publish_signatures(plan, root, signers.openpgp)
     return {"changed": changed, "signature_store": store}
 
@@ -73,13 +118,12 @@ def publish_release(plan: PublishPlan) -> dict:
 
 def _publish_release(plan: PublishPlan, arch: str, plain: list[str], root: Path, signers: TreeSigners) -> bool:
     out = plan.workspace.arch_dir(plan.release, arch)
-    base = root / "releases" / "OCI-IMAGES" / plan.version / arch
-    latest = base / "Latest"
     wanted = {n: out / n for n in [*plain, *CHECKSUMS]}
     _require(wanted)
+    base = _tree_dirs(root, "releases", "OCI-IMAGES", plan.version, arch)
+    latest = base / "Latest"
     if _holds(latest, wanted, signers):
         return False
-    base.mkdir(parents=True, exist_ok=True)
     remove_partials(base)
     _drop_superseded(base)
     stage = base / f"{TMP_PREFIX}Latest.{os.getpid()}"
@@ -99,23 +143,24 @@ def _publish_snapshot(plan: PublishPlan, arch: str, plain: list[str], root: Path
     suffix, date = src.suffix or "", src.build_date or ""
     out = ws.arch_dir(plan.release, arch)
     _require({n: out / n for n in [*plain, *CHECKSUMS]})
-    base = root / "snapshots" / "OCI-IMAGES" / plan.version / arch
+    base = _tree_dirs(root, "snapshots", "OCI-IMAGES", plan.version, arch)
     day, latest = base / date, base / "Latest"
     info = buildinfo(release=plan.release, version=plan.version, suffix=suffix, arch=arch, src=asdict(src),
                      lock=Lock.load(ws.lock(plan.release, arch)).document)
-    previous = _published_buildinfo(latest)
+    links = _latest_links(base)
+    previous = _published_buildinfo(base, links)
     if previous is not None and previous.get("suffix") == suffix and \
-            _snapshot_current(day, latest, plain, suffix, signers):
+            _snapshot_current(day, links, plain, suffix, signers):
         return False
     if previous is not None and previous.get("suffix") == suffix:
-        previous = _published_buildinfo_at(day, suffix, "previous")
+        previous = _published_buildinfo_at(base, date, suffix, "previous")
     report = compare(previous, info, mirror_of(plan.src))
-    base.mkdir(parents=True, exist_ok=True)
     remove_partials(base)
     _drop_superseded(base)                 # the Latest the last publish replaced
-    _tidy(base, latest, plan.keep, date)
-    day.mkdir(exist_ok=True)
+    _tidy(base, links, plan.keep, date)
+    _tree_dirs(base, date)
     remove_partials(day)
+    _own_entries(day)
     for name in plain:
         _place(out / name, day / snapshot_name(name, suffix))
     for checksum in CHECKSUMS:
@@ -125,15 +170,15 @@ def _publish_snapshot(plan: PublishPlan, arch: str, plain: list[str], root: Path
     _write(day / f"BUILDINFO-{suffix}.json", pretty_json({**info, "previous": report.get("previous")}))
     _write(day / f"CHANGES-{suffix}.json", pretty_json(report))
     _write(day / f"CHANGES-{suffix}.txt", text(report).encode())
-    links = {name: f"../{date}/{snapshot_name(name, suffix)}" for name in plain}
-    links.update({c: f"../{date}/{c}-{suffix}" for c in CHECKSUMS})
+    made = {name: f"../{date}/{snapshot_name(name, suffix)}" for name in plain}
+    made.update({c: f"../{date}/{c}-{suffix}" for c in CHECKSUMS})
     signers.sign(day, suffix)
-    links.update({plain_name: f"../{date}/{name}" for name, plain_name in signers.names(suffix).items()})
-    links.update({f"{n}.{ext}": f"../{date}/{n}-{suffix}.{ext}"
-                  for n, ext in (("BUILDINFO", "json"), ("CHANGES", "json"), ("CHANGES", "txt"))})
+    made.update({plain_name: f"../{date}/{name}" for name, plain_name in signers.names(suffix).items()})
+    made.update({f"{n}.{ext}": f"../{date}/{n}-{suffix}.{ext}"
+                 for n, ext in (("BUILDINFO", "json"), ("CHANGES", "json"), ("CHANGES", "txt"))})
     stage = base / f"{TMP_PREFIX}Latest.{os.getpid()}"
     stage.mkdir()
-    for name, target in sorted(links.items()):
+    for name, target in sorted(made.items()):
         os.symlink(target, stage / name)
     _swap_in(stage, latest)
     return True
@@ -146,45 +191,97 @@ def _rename_checksum_line(line: str, suffix: str) -> str:
     return f"{m.group(1)} ({snapshot_name(m.group(2), suffix)}) = {m.group(3)}\n"
 
 
-def _published_buildinfo(latest: Path) -> dict | None:
+def _latest_links(base: Path) -> dict[str, tuple[str, str]]:
+    """A snapshot Latest's links: name -> (date, file name), as publish made them (../<date>/<name>).
+
+    Anything else in Latest (a file, a link elsewhere) was not made by publish: TreeError.
+    """
+    latest = base / "Latest"
+    kind = entry_kind(latest)
+    if kind is None:
+        return {}
+    if kind != "dir":
+        raise foreign(latest, kind)
+    links = {}
+    for entry in sorted(latest.iterdir()):
+        if entry.name.startswith(TMP_PREFIX):
+            continue
+        target = os.readlink(entry) if entry.is_symlink() else ""
+        parts = target.split("/")
+        if len(parts) != 3 or parts[0] != ".." or not _DATE.match(parts[1]) or parts[2] in ("", ".", ".."):
+            raise foreign(entry, entry_kind(entry), "link to ../<date>/<file>")
+        links[entry.name] = (parts[1], parts[2])
+    return links
+
+
+def _read_own(base: Path, date: str, name: str) -> dict | None:
+    """A JSON file publish wrote into a date directory (never through a symlink)."""
+    directory = base / date
+    if entry_kind(directory) != "dir":
+        return None
+    path = directory / name
+    if not _own_file(path):
+        return None
     try:
-        return read_json(latest / "BUILDINFO.json")
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+            return json.load(f)
     except (OSError, ValueError):
         return None
 
 
-def _published_buildinfo_at(day: Path, suffix: str, key: str) -> dict | None:
+def _published_buildinfo(base: Path, links: dict[str, tuple[str, str]]) -> dict | None:
+    if "BUILDINFO.json" not in links:
+        return None
+    return _read_own(base, *links["BUILDINFO.json"])
+
+
+def _published_buildinfo_at(base: Path, date: str, suffix: str, key: str) -> dict | None:
     """Re-publishing a build: its report stays against the build it was first compared with."""
-    try:
-        previous = read_json(day / f"BUILDINFO-{suffix}.json").get(key)
-    except (OSError, ValueError):
-        return None
+    previous = (_read_own(base, date, f"BUILDINFO-{suffix}.json") or {}).get(key)
     if not previous:
         return None
-    for other in day.parent.glob(f"*/BUILDINFO-{previous}.json"):
-        return read_json(other)
+    for day in _dates(base):
+        found = _read_own(base, day, f"BUILDINFO-{previous}.json")
+        if found is not None:
+            return found
     return None
 
 
-def _snapshot_current(day: Path, latest: Path, plain: list[str], suffix: str, signers: TreeSigners) -> bool:
+def _dates(base: Path) -> list[str]:
+    """The date directories of a snapshot arch directory, newest first (a symlink among them is foreign)."""
+    days = []
+    for p in base.iterdir():
+        if _DATE.match(p.name):
+            kind = entry_kind(p)
+            if kind != "dir":
+                raise foreign(p, kind)
+            days.append(p.name)
+    return sorted(days, reverse=True)
+
+
+def _snapshot_current(day: Path, links: dict[str, tuple[str, str]], plain: list[str], suffix: str,
+                      signers: TreeSigners) -> bool:
     expected = [snapshot_name(n, suffix) for n in plain] + [f"{c}-{suffix}" for c in CHECKSUMS]
-    if not all((day / n).is_file() for n in expected) or signers.problems(day, suffix):
+    if entry_kind(day) != "dir":
         return False
-    return all((latest / n).exists() for n in [*plain, *signers.names(suffix).values()])
+    _own_entries(day)
+    if not all(_own_file(day / n) for n in expected) or signers.problems(day, suffix):
+        return False
+    wanted = {n: snapshot_name(n, suffix) for n in plain}
+    wanted.update({plain_name: name for name, plain_name in signers.names(suffix).items()})
+    return all(links.get(n) == (day.name, name) for n, name in wanted.items())
 
 
-def _tidy(base: Path, latest: Path, keep: int, today: str) -> None:
+def _tidy(base: Path, links: dict[str, tuple[str, str]], keep: int, today: str) -> None:
     """Before a new Latest: drop what the current Latest does not reference, then old dates.
 
     Runs one publish late on purpose: files of the build being replaced stay
     until the next publish, for readers still walking the Latest they opened.
+    Only real directories and files of the tree are removed (see _dates, _own_entries).
     """
-    try:
-        current = {(base / "Latest" / os.readlink(p)).resolve() for p in latest.iterdir() if p.is_symlink()}
-    except FileNotFoundError:
-        current = set()
-    current_days = {p.parent.name for p in current}
-    days = sorted((p.name for p in base.iterdir() if p.is_dir() and _DATE.match(p.name)), reverse=True)
+    current = set(links.values())
+    current_days = {d for d, _ in current}
+    days = _dates(base)
     kept = set(current_days) | {today}          # the date being published counts towards *keep*
     for d in days:
         if len(kept) >= keep:
@@ -192,11 +289,11 @@ def _tidy(base: Path, latest: Path, keep: int, today: str) -> None:
         kept.add(d)
     for d in days:
         if d not in kept:
-            shutil.rmtree(base / d, ignore_errors=True)
+            shutil.rmtree(base / d)
         elif d in current_days:                 # an earlier build of that day, no longer in Latest
-            for p in (base / d).iterdir():
-                if p.resolve() not in current:
-                    p.unlink()
+            for name in _own_entries(base / d):
+                if (d, name) not in current:
+                    (base / d / name).unlink()
 
 
 # --------------------------------------------------------------------------- files
@@ -209,10 +306,12 @@ def _require(files: dict[str, Path]) -> None:
 
 def _holds(directory: Path, wanted: dict[str, Path], signers: TreeSigners) -> bool:
     """The published directory already holds exactly these files (same checksums and sizes), signed by the keys."""
-    try:
-        present = {p.name for p in directory.iterdir()}
-    except FileNotFoundError:
+    kind = entry_kind(directory)
+    if kind is None:
         return False
+    if kind != "dir":
+        raise foreign(directory, kind)
+    present = set(_own_entries(directory))
     if present != set(wanted) | set(signers.names()) or signers.problems(directory):
         return False
     for name, source in wanted.items():
@@ -223,7 +322,7 @@ def _holds(directory: Path, wanted: dict[str, Path], signers: TreeSigners) -> bo
 
 def _place(source: Path, dest: Path) -> None:
     """*source* at *dest*, never visible half-written: a hardlink when possible, else a copy, then rename."""
-    if dest.is_file() and dest.stat().st_size == source.stat().st_size and _same_file(source, dest):
+    if _own_file(dest) and dest.stat().st_size == source.stat().st_size and _same_file(source, dest):
         return
     tmp = dest.with_name(f"{TMP_PREFIX}{dest.name}.{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
@@ -252,7 +351,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _write(dest: Path, data: bytes) -> None:
-    if dest.is_file() and dest.read_bytes() == data:
+    if _own_file(dest) and dest.read_bytes() == data:
         return
     with atomic_output(dest) as f:
         f.write(data)
@@ -267,7 +366,10 @@ def _swap_in(stage: Path, target: Path) -> None:
     The old target stays as .Latest.superseded, for readers still in it; the
     next publish removes it (_drop_superseded) before it swaps again.
     """
-    if target.exists() or target.is_symlink():
+    kind = entry_kind(target)
+    if kind not in (None, "dir"):
+        raise foreign(target, kind)
+    if kind == "dir":
         if not _exchange(stage, target):
             os.replace(target, stage.with_name(stage.name + ".old"))
             os.replace(stage, target)
@@ -278,7 +380,11 @@ def _swap_in(stage: Path, target: Path) -> None:
 
 
 def _drop_superseded(base: Path) -> None:
-    shutil.rmtree(base / SUPERSEDED, ignore_errors=True)
+    kind = entry_kind(base / SUPERSEDED)
+    if kind not in (None, "dir"):
+        raise foreign(base / SUPERSEDED, kind)
+    if kind == "dir":
+        shutil.rmtree(base / SUPERSEDED)
 
 
 @contextlib.contextmanager
