@@ -19,6 +19,7 @@ import lzma
 import re
 import tarfile
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -492,10 +493,13 @@ def _repo_path(row: dict, here: str) -> str:
     path = paths.pop()
     if not isinstance(path, str) or not path:
         raise RepositoryError(f"{here}: field 'path' must be a non-empty string")
-    parts = path.split("/")
-    if path.startswith("/") or ".." in parts or "." in parts or "" in parts \
-            or any(c in path for c in "\\\0\n"):
-        raise RepositoryError(f"{here}: unsafe path {path!r} (must stay inside the repository)")
+    # The path becomes a URL, and a file:// URL is percent-decoded before it is opened:
+    # "All/%2e%2e/%2e%2e/x" is checked as what it opens, "All/../../x".
+    for spelling in (path, urllib.parse.unquote(path, errors="surrogateescape")):
+        parts = spelling.split("/")
+        if spelling.startswith("/") or ".." in parts or "." in parts or "" in parts \
+                or any(c in spelling for c in "\\\0\n"):
+            raise RepositoryError(f"{here}: unsafe path {path!r} (must stay inside the repository)")
     return path
 
 

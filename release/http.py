@@ -97,7 +97,10 @@ def _local_path(url: str) -> Path | None:
     if parts.scheme in ("http", "https"):
         return None
     if parts.scheme == "file" and parts.netloc in ("", "localhost"):
-        return Path(urllib.request.url2pathname(parts.path))
+        path = urllib.request.url2pathname(parts.path)      # what is opened: percent-decoded
+        if ".." in path.split("/"):
+            raise InputError(f"{url}: the file path it opens, {path}, climbs out with '..'")
+        return Path(path)
     raise FetchError(f"{url}: unsupported URL (use http, https or file)")
 
 

@@ -18,11 +18,14 @@ The family built from it:
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import toml
@@ -153,17 +156,26 @@ def hello_members() -> list[Member]:
             Member("/usr/share/hello", "dir", 0o755, mtime=TIME)]
 
 
-def write_package_repo(directory: Path, arch: str, packages: list[tuple[dict, list[Member]]]) -> None:
-    """Packages and a catalogue signed with the demo key, as the demo repositories are."""
+def write_package_repo(directory: Path, arch: str, packages: list[tuple[dict, list[Member]]], *,
+                       hostile_paths: dict[str, str] | None = None) -> None:
+    """Packages and a catalogue signed with the demo key, as the demo repositories are.
+
+    *hostile_paths* gives packages a catalogue path the writer's own checks
+    would refuse (they are bypassed for it: the test plays a hostile mirror).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     entries = []
     for m, members in packages:
         filename = f"{m['name']}-{m['version']}.pkg"
         info = write_package(directory / filename, m, members, generation="new", level=3)
-        row = dict(info.compact, sum=info.pkg2, path=filename, repopath=filename, pkgsize=info.size)
+        path = (hostile_paths or {}).get(m["name"], filename)
+        row = dict(info.compact, sum=info.pkg2, path=path, repopath=path, pkgsize=info.size)
         entries.append({key: row[key] for key in MANIFEST_KEY_ORDER if key in row})
-    write_repository(directory, entries, signing_key=signing_key_pem(), signature_type="fingerprints",
-                     packing_format="tzst", formats=("data", "packagesite"), legacy_copies=True, mtime=TIME)
+    checks = contextlib.nullcontext() if not hostile_paths else \
+        mock.patch("release.repowriter.entry_from_manifest", lambda row, *_: SimpleNamespace(name=row["name"]))
+    with checks:
+        write_repository(directory, entries, signing_key=signing_key_pem(), signature_type="fingerprints",
+                         packing_format="tzst", formats=("data", "packagesite"), legacy_copies=True, mtime=TIME)
 
 
 @dataclass(frozen=True)

@@ -49,12 +49,13 @@ def flavours(*, top_packages: tuple[str, ...] = ("FreeBSD-evil",), **top) -> dic
 
 def hostile_release(root: Path, packages: dict[str, list[Member]], *, base: list[Member] | None = None,
                     top: dict | None = None, release: dict | None = None, mirror: str | None = None,
-                    scripts: dict[str, dict] | None = None) -> Hostile:
+                    scripts: dict[str, dict] | None = None, paths: dict[str, str] | None = None) -> Hostile:
     """A signed repository with FreeBSD-base and *packages*, a src tree and a config building them.
 
     *scripts* maps a package name to its manifest scripts; *top* adds keys to
     the top flavour; *release* to the release; *mirror* replaces the file://
-    URL of the repository (a server in front of it).
+    URL of the repository (a server in front of it); *paths* gives
+    packages a catalogue path the repository writer would refuse.
     """
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "src.git").exists():
@@ -64,7 +65,7 @@ def hostile_release(root: Path, packages: dict[str, list[Member]], *, base: list
     written = [(manifest("FreeBSD-base", ARCH), base if base is not None else BASE_MEMBERS)]
     written += [(manifest(name, ARCH, **({"scripts": scripts[name]} if name in scripts else {})), members)
                 for name, members in packages.items()]
-    write_package_repo(pkgbase, ARCH, written)
+    write_package_repo(pkgbase, ARCH, written, hostile_paths=paths)
     config = toml.loads((PROJECT / "config.toml").read_text())
     config["flavours"] = flavours(top_packages=tuple(packages) or ("FreeBSD-base",), **(top or {}))
     config["releases"] = {RELEASE: {

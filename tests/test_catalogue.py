@@ -425,6 +425,8 @@ def _row(**changes) -> str:
     ([_row(name="FreeBSD-clibs", sum=None)], "packagesite.yaml: package FreeBSD-clibs: missing field 'sum'"),
     ([_row(path="/usr/bin/su")], "package FreeBSD-runtime: unsafe path '/usr/bin/su'"),
     ([_row(path="All/../../x.pkg")], "package FreeBSD-runtime: unsafe path 'All/../../x.pkg'"),
+    ([_row(path="All/%2e%2e/%2E%2e/x.pkg")], "package FreeBSD-runtime: unsafe path 'All/%2e%2e/%2E%2e/x.pkg'"),
+    ([_row(path="All%2f..%2fx.pkg")], "package FreeBSD-runtime: unsafe path 'All%2f..%2fx.pkg'"),
     ([_row(repopath="All/other.pkg")], "package FreeBSD-runtime: 'path' and 'repopath' disagree"),
     ([_row(sum="md5:abc")], "package FreeBSD-runtime: unrecognised sum 'md5:abc'"),
     ([_row(pkgsize="10")], "package FreeBSD-runtime: field 'pkgsize' must be a non-negative integer"),

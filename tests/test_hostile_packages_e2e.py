@@ -63,3 +63,15 @@ def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None
         Member("/usr/share/caf\udce9", "file", 0o644, data=b"latin-1 name", mtime=TIME)]})
     assert refused(h) == (f"layer:{RELEASE}:{ARCH}:top: FreeBSD-evil-14.2: /usr/share/caf\\xe9: "
                           "file name is not UTF-8")
+
+
+def test_a_percent_encoded_climb_out_of_a_file_mirror_is_refused(tmp_path: Path) -> None:
+    # the package sits outside the repository, where the catalogue's percent-encoded path leads
+    climb = "All/%2e%2e/%2e%2e/%2e%2e/%2e%2e/secret.pkg"     # from pkgbase/FreeBSD:14:amd64/base_release_2/
+    h = hostile_release(tmp_path, {"FreeBSD-evil": [Member("/usr/share/evil", "file", 0o644, data=b"x", mtime=TIME)]},
+                        paths={"FreeBSD-evil": climb})
+    (h.pkgbase / "FreeBSD-evil-14.2.pkg").rename(tmp_path / "secret.pkg")
+    url = f"{(tmp_path / 'pkgbase').as_uri()}/FreeBSD:14:{ARCH}/base_release_2/data.pkg"
+    assert refused(h) == (f"fetch:{RELEASE}:{ARCH}: {url}: data: package FreeBSD-evil: unsafe path '{climb}' "
+                          "(must stay inside the repository)")
+    assert not (h.work / "cache").exists() or not any(p.is_file() for p in (h.work / "cache").rglob("*"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from release.errors import FetchError, IntegrityError
+from release.errors import FetchError, InputError, IntegrityError
 from release.http import DownloadJob, Fetcher, partial_path, sidecar_path
 from release.progress import Progress
 from release.sums import pkg2_sum, sha256_sum
@@ -323,6 +323,9 @@ def test_file_urls(fetcher: Fetcher, tmp_path: Path) -> None:
     with pytest.raises(IntegrityError, match=rf"{PKG}: sum mismatch"):
         fetcher.download(f"{base}/{PKG}.pkg", tmp_path / "out" / "other.pkg", name=PKG,
                          expected_sum=sha256_sum(b"something else"), expected_size=len(data))
+    # what is opened is checked, after percent-decoding
+    with pytest.raises(InputError, match=r"the file path it opens, .*/repo dir/\.\./out/meta\.conf, climbs out"):
+        fetcher.get(f"{base}/%2e%2E/out/meta.conf")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         f"{PKG}.pkg", "meta.conf", "meta.conf.http.json"]
 
