@@ -27,7 +27,7 @@ from typing import Iterator
 
 from .errors import BusyError
 from .fsutil import TMP_PREFIX
-from .http import Fetcher
+from .fetcher import Fetcher
 from .sums import Summer, sum_kind
 
 LOCK_PREFIX = ".lock-"

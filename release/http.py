@@ -1,550 +1,344 @@
-"""Fetching repository files and packages over HTTP(S) or from file:// URLs.
+"""The one HTTP transport of the pipeline: package fetcher, registry client and token auth share it.
 
-pkg.freebsd.org and its mirrors are reached over networks that drop
-connections, answer 503 while syncing, and serve packages of hundreds of
-megabytes.  The Fetcher therefore:
+Three clients talk HTTP: the package fetcher (mirrors, CDNs), the registry
+client (pushes) and its token authentication.  They share one implementation
+of what is easy to get subtly wrong once per client:
 
-- retries 5xx answers, timeouts and broken connections with exponential
-  backoff, a bounded number of times, and fails with one line naming the URL;
-- fetches catalogues conditionally (ETag / Last-Modified kept in a sidecar),
-  so an unchanged nightly run costs a handful of 304s, which ``stats`` counts;
-- downloads packages into ``.partial-<name>`` next to their destination,
-  resumes with Range requests, verifies size and sum, and only then renames
-  into place: nothing unverified ever sits under a real name.
-
-file:// URLs (a local repository, a test fixture) follow the same rules, with
-the source's (mtime_ns, size) as the validator.
+- sessions: a pool per Transport, a Session never used by two threads at once
+  (requests' Sessions are not thread-safe), idle ones kept for keep-alive;
+- retries: one RetryPolicy (exponential backoff, capped), for transport
+  failures, 5xx and 429 (whose Retry-After is honoured, within the cap);
+- names of transport failures: transport_cause() gives the same words for the
+  same failure wherever it is nested ("timed out", "connection refused",
+  "connection reset by peer", "TLS: certificate verify failed: ...");
+- credentials: a Credential is bound to the origin (scheme, host, port) it
+  was issued for and is sent to that origin only.  Redirects are followed by
+  the transport itself (GET and HEAD): to another origin without the
+  credential, never from https to http, at most MAX_REDIRECTS hops, and a loop
+  ends in one line naming it.  A registry's upload Location on another origin
+  is followed the same way (check_next), without the credential.
+- error bodies: read_capped() never holds more than a bounded prefix of a
+  body the server may make as large as it likes.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
-import re
+import ipaddress
+import logging
+import ssl
 import threading
 import time
 import urllib.parse
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Callable, Iterator
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Iterator, TypeVar
 
 import requests
 import urllib3
 
-from .errors import FetchError, InputError, IntegrityError
-from .fsutil import TMP_PREFIX, atomic_output, pretty_json, read_json
-from .progress import NullProgress, Progress
-from .sums import Summer, sum_kind
+from .errors import FetchError
 
-CHUNK = 1 << 16
+log = logging.getLogger("release.http")
+
 MAX_BACKOFF = 30.0
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-_UNSATISFIED_RANGE = re.compile(r"^bytes \*/(\d+)$")
+MAX_REDIRECTS = 10
+ERROR_BODY_LIMIT = 64 << 10         # bytes of an error body ever read
+ERROR_TEXT_LIMIT = 200              # characters of it ever put into a message
+_REDIRECTS = (301, 302, 303, 307, 308)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+T = TypeVar("T")
 
 
-@dataclass
-class FetchStats:
-    """What a run cost: the pipeline reports it so an unchanged rebuild shows ~0 bytes."""
+class TransportError(FetchError):
+    """A request failed in a way retrying cannot fix (TLS, redirects, a bad URL); one line naming the URL.
 
-    requests: int = 0
-    bytes: int = 0
-    not_modified: int = 0
-    retries: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    *cause* is the message without the URL, for clients that name the failing step their own way.
+    """
 
-    def add(self, requests: int = 0, bytes: int = 0, not_modified: int = 0, retries: int = 0) -> None:
-        with self._lock:
-            self.requests += requests
-            self.bytes += bytes
-            self.not_modified += not_modified
-            self.retries += retries
+    def __init__(self, url: str, cause: str) -> None:
+        super().__init__(f"{url}: {cause}")
+        self.url, self.cause = url, cause
 
 
-class NotFound(FetchError):
-    """The server (or the file system) has no such file: callers may try another name."""
+class Refused(TransportError):
+    """A server's answer the transport will not follow: a downgrade to http, a redirect loop (bad input: 2)."""
 
+    exit_status = 2
+
+
+class Transient(Exception):
+    """A failure worth another attempt; *cause* names it, *retry_after* is the server's wish (seconds)."""
+
+    def __init__(self, cause: str, retry_after: float = 0.0) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.retry_after = retry_after
+
+
+# --------------------------------------------------------------------------- origins and credentials
 
 @dataclass(frozen=True)
-class DownloadJob:
-    """One package to fetch: where from, where to, and what the catalogue promised."""
+class Origin:
+    """RFC 6454's origin: what a credential is bound to."""
 
-    url: str
-    dest: Path
-    name: str
-    expected_sum: str
-    expected_size: int | None = None
+    scheme: str
+    host: str
+    port: int
 
+    @classmethod
+    def of(cls, url: str) -> "Origin":
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+        except ValueError:
+            raise TransportError(url, "bad port") from None
+        return cls(scheme, (parts.hostname or "").lower(), port)
 
-class _Transient(Exception):
-    """A failure worth retrying (5xx, timeout, broken connection, short body)."""
-
-
-def partial_path(dest: Path) -> Path:
-    """Where a download of *dest* accumulates until it is verified (kept for resuming)."""
-    return dest.parent / (TMP_PREFIX + dest.name)
-
-
-def sidecar_path(dest: Path) -> Path:
-    """Where fetch_conditional keeps the validators of *dest*."""
-    return dest.with_name(dest.name + ".http.json")
+    def __str__(self) -> str:
+        default = _DEFAULT_PORTS.get(self.scheme) == self.port
+        return f"{self.scheme}://{self.host}" + ("" if default else f":{self.port}")
 
 
-def _local_path(url: str) -> Path | None:
-    """The filesystem path of a file:// URL, None for http(s), FetchError otherwise."""
+@dataclass(frozen=True, repr=False)
+class Credential:
+    """An Authorization header value and the one origin it may be sent to."""
+
+    origin: Origin
+    header: str
+
+    def __repr__(self) -> str:
+        return f"Credential({self.origin}, <hidden>)"
+
+    def for_url(self, url: str) -> str | None:
+        return self.header if Origin.of(url) == self.origin else None
+
+
+def is_loopback(host: str) -> bool:
+    """Plain http is acceptable for credentials only when they never leave the machine."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def check_next(current: str, location: str, *, what: str = "redirected") -> str:
+    """The absolute URL a redirect or a Location leads to; Refused for a downgrade or a bad scheme."""
+    target = urllib.parse.urljoin(current, location)
+    scheme = urllib.parse.urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise Refused(current, f"{what} to {shown(target)}: not an http(s) URL")
+    if urllib.parse.urlsplit(current).scheme.lower() == "https" and scheme == "http":
+        raise Refused(current, f"{what} to {shown(target)}: refusing to downgrade https to http")
+    return target
+
+
+def shown(url: str) -> str:
+    """A server-chosen URL for a message: no query (pre-signed URLs carry signatures there), cut short."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        return None
-    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
-        path = urllib.request.url2pathname(parts.path)      # what is opened: percent-decoded
-        if ".." in path.split("/"):
-            raise InputError(f"{url}: the file path it opens, {path}, climbs out with '..'")
-        return Path(path)
-    raise FetchError(f"{url}: unsupported URL (use http, https or file)")
+    return cut(urllib.parse.urlunsplit(parts._replace(query="", fragment="")), 120)
 
 
-def _cause(exc: BaseException) -> str:
-    """A short reason for a transport failure ("connection refused", "timed out")."""
-    chain: list[BaseException] = []
-    stack: list[BaseException] = [exc]
-    while stack:  # requests and urllib3 nest the real error in args, reason and __cause__
+# --------------------------------------------------------------------------- naming failures
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """*exc* and every exception nested in it (requests and urllib3 wrap the real one deeply)."""
+    stack, seen = [exc], set()
+    while stack:
         e = stack.pop()
-        if any(e is seen for seen in chain):
+        if id(e) in seen:
             continue
-        chain.append(e)
+        seen.add(id(e))
+        yield e
         stack.extend(a for a in e.args if isinstance(a, BaseException))
         stack.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None))
                      if isinstance(x, BaseException))
-    for e in chain:
+
+
+def tls_cause(exc: BaseException) -> str:
+    """The reason of a TLS failure ("certificate verify failed: self-signed certificate")."""
+    for e in exception_chain(exc):
+        if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
+            return f"certificate verify failed: {e.verify_message}"
+        if isinstance(e, ssl.SSLError):
+            return (e.reason or str(e)).lower().replace("_", " ")
+    return "handshake failed"
+
+
+def transport_cause(exc: BaseException) -> str:
+    """The one short name of a transport failure, wherever requests and urllib3 nested it."""
+    chain = list(exception_chain(exc))
+    for e in chain:             # the system's own words first: "connection refused", "connection reset by peer"
         if isinstance(e, OSError) and e.strerror:
             return e.strerror.lower()
-    for e in chain:
-        if isinstance(e, urllib3.exceptions.IncompleteRead):
-            return "connection closed before the end of the body"
-    for e in chain:
-        if isinstance(e, (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)):
-            return "timed out"
+    if any(isinstance(e, (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)) for e in chain):
+        return "timed out"
+    if any(isinstance(e, urllib3.exceptions.IncompleteRead) for e in chain):
+        return "connection closed before the end of the body"
+    if any(isinstance(e, (requests.ConnectionError, urllib3.exceptions.ProtocolError,
+                          requests.exceptions.ChunkedEncodingError)) for e in chain):
+        return "connection broken"
     return type(exc).__name__
 
 
 @contextlib.contextmanager
-def _transport_errors() -> Iterator[None]:
-    """Turn the network's failures into _Transient so the retry loop sees one kind."""
+def transient_errors() -> Iterator[None]:
+    """Network failures (not TLS) as Transient, so every retry loop sees one kind."""
     try:
         yield
+    except requests.exceptions.SSLError as e:
+        raise TransportError("", f"TLS: {tls_cause(e)}") from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.HTTPError) as e:
-        raise _Transient(_cause(e)) from e
+            urllib3.exceptions.HTTPError, OSError) as e:
+        raise Transient(transport_cause(e)) from e
 
 
-class Fetcher:
-    """HTTP(S) and file:// client shared by every download of a run (thread-safe)."""
+def read_capped(resp: requests.Response, limit: int = ERROR_BODY_LIMIT) -> bytes:
+    """At most *limit* bytes of a streamed body (the rest is never read)."""
+    data = b""
+    with contextlib.suppress(requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        while len(data) < limit:
+            chunk = resp.raw.read(min(1 << 16, limit - len(data)), decode_content=True)
+            if not chunk:
+                break
+            data += chunk
+    return data
 
-    def __init__(self, *, retries: int = 4, backoff: float = 0.5, timeout: float = 30,
-                 progress: Progress | None = None, max_workers: int = 4, user_agent: str) -> None:
-        if retries < 0 or max_workers < 1:
-            raise InputError(f"Fetcher: retries must be >= 0 and max_workers >= 1 "
-                             f"(got {retries}, {max_workers})")
-        self.retries = retries
-        self.backoff = backoff
-        self.timeout = timeout
-        self.progress = progress
-        self.max_workers = max_workers
+
+def cut(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """One line of at most *limit* characters of text a server chose."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- retries
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently every client of the transport tries again."""
+
+    retries: int = 4
+    backoff: float = 0.5
+
+    def delay(self, failure: int, retry_after: float = 0.0) -> float:
+        """Seconds to wait after the *failure*-th failed attempt (1-based)."""
+        return min(max(self.backoff * 2 ** (failure - 1), retry_after), MAX_BACKOFF)
+
+    def exhausted(self, failures: int) -> bool:
+        return failures > self.retries
+
+    def run(self, attempt: Callable[[], T], give_up: Callable[[str, int], Exception],
+            on_retry: Callable[[], None] = lambda: None) -> T:
+        """Run *attempt* up to retries+1 times, backing off after each Transient."""
+        failures = 0
+        while True:
+            try:
+                return attempt()
+            except Transient as e:
+                failures += 1
+                if self.exhausted(failures):
+                    raise give_up(e.cause, failures) from None
+                on_retry()
+                time.sleep(self.delay(failures, e.retry_after))
+
+
+def status_text(code: int, reason: str | None) -> str:
+    """How every client names an HTTP status in a message: "HTTP 503 Service Unavailable"."""
+    return f"HTTP {code} {cut(reason or '', 60)}".rstrip()
+
+
+def status_transient(resp: requests.Response) -> Transient | None:
+    """5xx and 429 are worth another attempt (after the server's Retry-After, when it gives one)."""
+    if resp.status_code < 500 and resp.status_code != 429:
+        return None
+    after = resp.headers.get("Retry-After", "")
+    return Transient(status_text(resp.status_code, resp.reason), float(after) if after.strip().isdigit() else 0.0)
+
+
+# --------------------------------------------------------------------------- the transport
+
+class Transport:
+    """Sessions, redirects and credentials for one client (thread-safe).
+
+    *verify* is TLS certificate verification (a registry may turn it off
+    explicitly; it is then said once, here).
+    """
+
+    def __init__(self, *, user_agent: str, timeout: float = 30, verify: bool = True,
+                 retry: RetryPolicy = RetryPolicy(), max_redirects: int = MAX_REDIRECTS, name: str = "") -> None:
         self.user_agent = user_agent
-        self.stats = FetchStats()
+        self.timeout = timeout
+        self.verify = verify
+        self.retry = retry
+        self.max_redirects = max_redirects
         self._idle: list[requests.Session] = []
-        self._idle_lock = threading.Lock()
+        self._lock = threading.Lock()
+        if not verify:
+            log.warning("%s: TLS certificate verification is disabled", name or "transport")
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
     def close(self) -> None:
-        with self._idle_lock:
+        with self._lock:
             for session in self._idle:
                 session.close()
             self._idle.clear()
 
-    def __enter__(self) -> "Fetcher":
+    def __enter__(self) -> "Transport":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # plumbing ---------------------------------------------------------------
     @contextlib.contextmanager
-    def _get(self, url: str, headers: dict[str, str] | None = None) -> Iterator[requests.Response]:
-        """A streamed GET on a Session no other thread is using (Sessions are not thread-safe).
-
-        Idle Sessions are reused, so keep-alive connections survive from one
-        package to the next and there are never more Sessions than workers.
-        """
-        with self._idle_lock:
+    def _session(self) -> Iterator[requests.Session]:
+        with self._lock:
             session = self._idle.pop() if self._idle else None
         if session is None:
             session = requests.Session()
-            # identity: sums and Range offsets must refer to the file's own bytes
+            # identity: sums, digests and Range offsets refer to the bytes as stored
             session.headers.update({"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
         try:
-            try:
-                with _transport_errors():
-                    resp = session.get(url, headers=headers or {}, stream=True, timeout=self.timeout)
-            except requests.RequestException as e:  # a bad URL, a redirect loop: retrying cannot help
-                raise FetchError(f"{url}: {type(e).__name__}: {e}") from None
-            self.stats.add(requests=1)
-            with resp:
-                yield resp
+            yield session
         finally:
-            with self._idle_lock:
+            with self._lock:
                 self._idle.append(session)
 
-    @staticmethod
-    def _check_status(resp: requests.Response, url: str, name: str | None = None) -> None:
-        """5xx: retry; other non-2xx: a one-line FetchError naming the package (if any) and URL."""
-        status = resp.status_code
-        if 500 <= status < 600:
-            raise _Transient(f"HTTP {status} {resp.reason}")
-        if not 200 <= status < 300:
-            detail = "not found (HTTP 404)" if status == 404 else f"HTTP {status} {resp.reason}"
-            error = NotFound if status == 404 else FetchError
-            raise error(f"{name}: {detail} ({url})" if name else f"{url}: {detail}")
-
-    def _body(self, resp: requests.Response) -> Iterator[bytes]:
-        """The body as it arrives; read1 hands over every byte received before a break."""
-        with _transport_errors():
-            while chunk := resp.raw.read1(CHUNK, decode_content=False):
-                self.stats.add(bytes=len(chunk))
-                yield chunk
-
-    def _retrying(self, attempt: Callable[[], object], give_up: Callable[[str, int], FetchError]):
-        """Run *attempt* up to retries+1 times, backing off exponentially after each _Transient."""
-        problem = ""
-        for n in range(self.retries + 1):
-            if n:
-                self.stats.add(retries=1)
-                time.sleep(min(self.backoff * 2 ** (n - 1), MAX_BACKOFF))
-            try:
-                return attempt()
-            except _Transient as e:
-                problem = str(e)
-        raise give_up(problem, self.retries + 1)
-
-    # small documents --------------------------------------------------------
-    def get(self, url: str) -> bytes:
-        """The whole body of a small document (meta.conf, a fingerprint file)."""
-        local = _local_path(url)
-        if local is not None:
-            with _open_local(local, url) as f:
-                data = f.read()
-            self.stats.add(requests=1, bytes=len(data))
-            return data
-
-        def attempt() -> bytes:
-            with self._get(url) as resp:
-                self._check_status(resp, url)
-                return b"".join(self._body(resp))
-
-        return self._retrying(attempt, lambda why, n: FetchError(f"{url}: {why} (gave up after {n} attempts)"))
-
-    # conditional fetches ----------------------------------------------------
-    def fetch_conditional(self, url: str, dest: Path) -> bool:
-        """Refresh *dest* from *url* unless the server says it has not changed.
-
-        Returns True when dest was (re)written.  The validators live in
-        ``<dest>.http.json`` together with dest's own size and mtime, so a dest
-        edited or removed behind our back is fetched again in full.
-        """
-        dest = Path(dest)
-        known = _known_validators(sidecar_path(dest), url, dest)
-        local = _local_path(url)
-        if local is not None:
-            return self._fetch_local_conditional(local, url, dest, known)
-        headers = {}
-        if known.get("etag"):
-            headers["If-None-Match"] = known["etag"]
-        if known.get("last_modified"):
-            headers["If-Modified-Since"] = known["last_modified"]
-
-        def attempt() -> bool:
-            with self._get(url, headers) as resp:
-                if resp.status_code == 304 and headers:
-                    self.stats.add(not_modified=1)
-                    return False
-                self._check_status(resp, url)
-                with atomic_output(dest) as f:
-                    for chunk in self._body(resp):
-                        f.write(chunk)
-                validators = {"etag": resp.headers.get("ETag"),
-                              "last_modified": resp.headers.get("Last-Modified")}
-            _write_sidecar(dest, url, validators)
-            return True
-
-        return self._retrying(attempt, lambda why, n: FetchError(f"{url}: {why} (gave up after {n} attempts)"))
-
-    def _fetch_local_conditional(self, source: Path, url: str, dest: Path, known: dict) -> bool:
-        try:
-            st = source.stat()
-        except FileNotFoundError:
-            raise NotFound(f"{url}: not found") from None
-        except OSError as e:
-            raise FetchError(f"{url}: {_cause(e)}") from None
-        self.stats.add(requests=1)
-        validators = {"source_mtime_ns": st.st_mtime_ns, "source_size": st.st_size}
-        if known and all(known.get(k) == v for k, v in validators.items()):
-            self.stats.add(not_modified=1)
-            return False
-        with atomic_output(dest) as out, _open_local(source, url) as f:
-            while chunk := f.read(CHUNK):
-                self.stats.add(bytes=len(chunk))
-                out.write(chunk)
-        _write_sidecar(dest, url, validators)
-        return True
-
-    # packages ---------------------------------------------------------------
-    def download(self, url: str, dest: Path, *, name: str, expected_sum: str,
-                 expected_size: int | None) -> None:
-        """Fetch a package to *dest*, resuming, verifying, then renaming into place.
-
-        A partial left by an earlier (killed) run is resumed; a download that
-        gives up removes its partial, so failures leave no file behind.  If bytes from an earlier
-        response fail verification, the download is redone once from zero (the
-        file may have changed on the mirror in between); a fresh download that
-        does not match is tampered with: IntegrityError, and the partial goes.
-        """
-        self._download(DownloadJob(url, Path(dest), name, expected_sum, expected_size),
-                       self.progress or NullProgress())
-
-    def _download(self, job: DownloadJob, progress: Progress) -> None:
-        sum_kind(job.expected_sum)  # reject an unknown spelling before any traffic
-        job.dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = _Partial(partial_path(job.dest), job.expected_size, progress)
-        try:
-            self._transfer(job, partial)
-            if partial.resumed and not partial.matches(job):
-                partial.restart()
-                self._transfer(job, partial)
-        except FetchError:
-            # A run that gives up leaves nothing behind; only a killed run leaves a
-            # partial, and the next run resumes it.
-            partial.discard()
-            raise
-        if not partial.matches(job):
-            actual = partial.summer.spelling(sum_kind(job.expected_sum))
-            size = partial.summer.size
-            partial.discard()
-            if partial.summer.matches(job.expected_sum):
-                raise IntegrityError(f"{job.name}: size mismatch: catalogue says {job.expected_size} bytes, "
-                                     f"downloaded {size} ({job.url})")
-            raise IntegrityError(f"{job.name}: sum mismatch: catalogue says {job.expected_sum}, "
-                                 f"downloaded {actual} ({job.url})")
-        partial.install(job.dest)
-
-    def _transfer(self, job: DownloadJob, partial: _Partial) -> None:
-        """Fill *partial* up to the end of the file, resuming after each failure."""
-        local = _local_path(job.url)
-
-        def attempt() -> None:
-            if partial.complete:
-                return
-            if local is not None:
-                self._copy_local(local, job, partial)
-            else:
-                self._fetch_range(job, partial)
-            if partial.short:
-                raise _Transient("the server ended the body early")
-
-        def give_up(why: str, n: int) -> FetchError:
-            of = f" of {job.expected_size}" if job.expected_size is not None else ""
-            return FetchError(f"{job.name}: download incomplete, {partial.summer.size}{of} bytes arrived "
-                              f"in {n} attempts: {why} ({job.url})")
-
-        self._retrying(attempt, give_up)
-
-    def _fetch_range(self, job: DownloadJob, partial: _Partial) -> None:
-        offset = partial.summer.size
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with self._get(job.url, headers) as resp:
-            if resp.status_code == 416 and offset:
-                m = _UNSATISFIED_RANGE.match(resp.headers.get("Content-Range", ""))
-                if m and int(m.group(1)) == offset:
-                    partial.resumed = True  # the partial already holds the whole file
-                    return
-                partial.restart()
-                raise _Transient("the server refused to resume (HTTP 416)")
-            self._check_status(resp, job.url, job.name)
-            if resp.status_code == 206:
-                m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-                if not m or int(m.group(1)) != offset:
-                    partial.restart()
-                    raise _Transient(f"the server answered bytes={offset}- with "
-                                     f"{resp.headers.get('Content-Range')!r}")
-                partial.resumed = True
-            elif offset:
-                partial.restart()  # 200: the server ignored Range and sends everything
-            with partial.appending() as append:
-                for chunk in self._body(resp):
-                    append(chunk, job)
-
-    def _copy_local(self, source: Path, job: DownloadJob, partial: _Partial) -> None:
-        with _open_local(source, job.url) as f:
-            self.stats.add(requests=1)
-            offset = partial.summer.size
-            if offset > os.fstat(f.fileno()).st_size:
-                partial.restart()
-                offset = 0
-            partial.resumed = partial.resumed or offset > 0
-            f.seek(offset)
-            with partial.appending() as append:
-                while chunk := f.read(CHUNK):
-                    self.stats.add(bytes=len(chunk))
-                    append(chunk, job)
-
-    def download_many(self, jobs: list[DownloadJob]) -> None:
-        """Download *jobs* on at most max_workers threads.
-
-        On the first failure no new file is started; files in progress finish
-        (each lands verified or stays a partial), then that first error is raised.
-        """
-        jobs = _dedupe(jobs)
-        progress = self.progress
-        own_progress = progress is None
-        if progress is None:
-            progress = Progress(f"fetching {len(jobs)} packages", sum(j.expected_size or 0 for j in jobs))
-        stop = threading.Event()
-        first: BaseException | None = None
-
-        def run(job: DownloadJob) -> None:
-            if not stop.is_set():
-                self._download(job, progress)
-
-        try:
-            with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="fetch") as pool:
-                futures = [pool.submit(run, job) for job in jobs]
-                try:
-                    for future in as_completed(futures):
-                        exc = future.exception()
-                        if exc is not None and first is None:
-                            first = exc
-                            stop.set()
-                except BaseException:
-                    stop.set()
-                    raise
-        finally:
-            if own_progress:
-                progress.close()
-        if first is not None:
-            raise first
-
-
-class _Partial:
-    """The ``.partial-<name>`` file of one download and the running sums of its bytes.
-
-    Hashing as bytes arrive (and once over a prefix found on disk) means a
-    large package is read from disk only once and never held in memory.
-    """
-
-    def __init__(self, path: Path, expected_size: int | None, progress: Progress) -> None:
-        self.path = path
-        self.expected_size = expected_size
-        self.progress = progress
-        self.summer = Summer()
-        self.resumed = False  # holds bytes from an earlier response or run
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            return
-        if expected_size is not None and size > expected_size:
-            path.unlink()  # longer than the package can be: not a prefix of it
-            return
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                self.summer.update(chunk)
-        self.resumed = self.summer.size > 0
-        progress.advance(self.summer.size)
-
-    @property
-    def complete(self) -> bool:
-        """Holds the catalogue's size already (an empty package still needs one request)."""
-        return self.expected_size is not None and self.summer.size == self.expected_size > 0
-
-    @property
-    def short(self) -> bool:
-        """Fewer bytes than the catalogue's size although the response ended normally."""
-        return self.expected_size is not None and self.summer.size < self.expected_size
-
-    def matches(self, job: DownloadJob) -> bool:
-        size_ok = job.expected_size is None or self.summer.size == job.expected_size
-        return size_ok and self.summer.matches(job.expected_sum)
-
-    def restart(self) -> None:
-        """Forget every byte so far (the next request starts from zero)."""
-        self.discard()
-        self.summer = Summer()
-        self.resumed = False
-
     @contextlib.contextmanager
-    def appending(self) -> Iterator[Callable[[bytes, DownloadJob], None]]:
-        with open(self.path, "ab") as f:
-            def append(chunk: bytes, job: DownloadJob) -> None:
-                if self.expected_size is not None and self.summer.size + len(chunk) > self.expected_size:
-                    self.discard()
-                    raise IntegrityError(f"{job.name}: the server sent more than the catalogue's "
-                                         f"{self.expected_size} bytes ({job.url})")
-                f.write(chunk)
-                self.summer.update(chunk)
-                self.progress.advance(len(chunk))
-            yield append
+    def open(self, method: str, url: str, *, headers: dict[str, str] | None = None, data=None,
+             credential: Credential | None = None, follow: bool | None = None) -> Iterator[requests.Response]:
+        """One streamed request, redirects followed by the transport's rules (GET and HEAD by default).
 
-    def discard(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-
-    def install(self, dest: Path) -> None:
-        """fsync, then rename the verified partial to its real name."""
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(self.path, 0o644)
-        os.replace(self.path, dest)
-
-
-def _dedupe(jobs: list[DownloadJob]) -> list[DownloadJob]:
-    """One job per destination: two workers appending to one partial would corrupt it."""
-    by_dest: dict[Path, DownloadJob] = {}
-    for job in jobs:
-        job = dataclasses.replace(job, dest=Path(job.dest))
-        seen = by_dest.setdefault(job.dest, job)
-        if seen.expected_sum != job.expected_sum:
-            raise InputError(f"{job.dest}: wanted with two sums ({seen.name} {seen.expected_sum}, "
-                             f"{job.name} {job.expected_sum})")
-    return list(by_dest.values())
-
-
-def _open_local(path: Path, url: str) -> IO[bytes]:
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise NotFound(f"{url}: not found") from None
-    except OSError as e:
-        raise FetchError(f"{url}: {_cause(e)}") from None
-
-
-def _known_validators(sidecar: Path, url: str, dest: Path) -> dict:
-    """The sidecar's validators, or {} when they no longer describe *dest* as it is."""
-    try:
-        known = read_json(sidecar)
-        st = dest.stat()
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(known, dict) or known.get("url") != url:
-        return {}
-    if known.get("size") != st.st_size or known.get("mtime_ns") != st.st_mtime_ns:
-        return {}
-    return known
-
-
-def _write_sidecar(dest: Path, url: str, validators: dict) -> None:
-    st = dest.stat()
-    record = {k: v for k, v in validators.items() if v is not None}
-    record.update(url=url, size=st.st_size, mtime_ns=st.st_mtime_ns)
-    with atomic_output(sidecar_path(dest)) as f:
-        f.write(pretty_json(record))
+        Raises Transient for a network failure, TransportError for what
+        retrying cannot fix (TLS, a downgrade, a redirect loop, a bad URL);
+        HTTP statuses are the caller's to judge.
+        """
+        follow = method in ("GET", "HEAD") if follow is None else follow
+        chain = [url]
+        while True:
+            send = dict(headers or {})
+            authorization = credential.for_url(url) if credential is not None else None
+            if authorization:
+                send["Authorization"] = authorization
+            with self._session() as session:
+                try:
+                    with transient_errors():
+                        resp = session.request(method, url, headers=send, data=data, stream=True,
+                                               timeout=self.timeout, verify=self.verify, allow_redirects=False)
+                except TransportError as e:
+                    raise TransportError(url, e.cause) from None
+                except requests.RequestException as e:   # a malformed URL, an unsupported scheme
+                    raise TransportError(url, f"{type(e).__name__}: {e}") from None
+            log.debug("%s %s -> %s", method, url, resp.status_code)
+            if not (follow and resp.status_code in _REDIRECTS and resp.headers.get("Location")):
+                with resp:
+                    yield resp
+                return
+            resp.close()
+            url = check_next(url, resp.headers["Location"])
+            if url in chain:
+                raise Refused(chain[0], f"redirect loop ({' -> '.join(chain + [url])})")
+            chain.append(url)
+            if len(chain) > self.max_redirects + 1:
+                raise Refused(chain[0], f"more than {self.max_redirects} redirects (last to {url})")
+            if resp.status_code == 303:
+                method, data = "GET", None

@@ -11,11 +11,13 @@ fetch_catalogue() keeps <work>/repos/<release>/<arch>/ in step with the remote:
 - the result is catalogue.json, rewritten only when its content changes, so the
   lock task (which depends on it) does not rerun for a new ETag on equal bytes.
 
-A catalogue that fails verification is deleted together with its validators, so
-the next run fetches and checks it again instead of trusting a 304.  The state
-records the digest of the trust it was verified with (signature type, trusted
-and revoked fingerprints, public key): when the trust changes — a key moved to
-revoked/ in src — an unchanged catalogue is verified again before it is used.
+A catalogue or meta.conf that fails verification is deleted together with its
+validators, so the next run fetches and checks it again instead of trusting a
+304; both are read before anything vouches for them, so each has a size cap.
+The state records the digest of the trust it was verified with (signature type,
+trusted and revoked fingerprints, public key): when the trust changes — a key
+moved to revoked/ in src — an unchanged catalogue is verified again before it
+is used.
 """
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ from pathlib import Path
 from .catalogue import RepoMeta, catalogue_candidates, open_catalogue, parse_meta
 from .errors import ReleaseError, RepositoryError
 from .fsutil import pretty_json, read_json, write_if_changed
-from .http import Fetcher, NotFound, sidecar_path
+from .fetcher import Fetcher, NotFound, sidecar_path
 
 log = logging.getLogger(__name__)
 
 STATE = "state.json"
 CATALOGUE_JSON = "catalogue.json"
+MAX_META = 1 << 20              # pkg's meta.conf is a few hundred bytes
+MAX_CATALOGUE = 1 << 30         # a catalogue archive of every port is tens of megabytes
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def fetch_catalogue(fetcher: Fetcher, url: str, dest: Path, trust: Trust) -> boo
     if state and catalogue_json.is_file():
         archive = state["archive"]
         try:
-            fetched = fetcher.fetch_conditional(f"{url}/{archive}", dest / archive)
+            fetched = fetcher.fetch_conditional(f"{url}/{archive}", dest / archive, MAX_CATALOGUE)
             if not fetched and state.get("trust") == trusted:
                 return False                       # the one small request of an unchanged repository
             changed = _verify_and_store(url, dest, archive, _load_meta(dest, state), trust)
@@ -78,7 +82,7 @@ def fetch_catalogue(fetcher: Fetcher, url: str, dest: Path, trust: Trust) -> boo
     meta, meta_name = _fetch_meta(fetcher, url, dest)
     for archive in catalogue_candidates(meta):
         try:
-            fetcher.fetch_conditional(f"{url}/{archive}", dest / archive)
+            fetcher.fetch_conditional(f"{url}/{archive}", dest / archive, MAX_CATALOGUE)
         except NotFound:
             continue
         changed = _verify_and_store(url, dest, archive, meta, trust)
@@ -102,11 +106,24 @@ def _fetch_meta(fetcher: Fetcher, url: str, dest: Path) -> tuple[RepoMeta, str |
     """meta.conf, else the older name `meta`, else pkg's built-in defaults."""
     for name in ("meta.conf", "meta"):
         try:
-            fetcher.fetch_conditional(f"{url}/{name}", dest / name)
+            fetcher.fetch_conditional(f"{url}/{name}", dest / name, MAX_META)
         except NotFound:
             continue
-        return parse_meta((dest / name).read_bytes(), f"{url}/{name}"), name
+        with _forgotten_on_error(dest / name):
+            return parse_meta((dest / name).read_bytes(), f"{url}/{name}"), name
     return RepoMeta(), None
+
+
+@contextlib.contextmanager
+def _forgotten_on_error(path: Path):
+    """A fetched file that turns out bad goes, with its validators: the next run fetches it again."""
+    try:
+        yield
+    except ReleaseError:
+        for stale in (path, sidecar_path(path)):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        raise
 
 
 def _load_meta(dest: Path, state: dict) -> RepoMeta:
@@ -118,14 +135,9 @@ def _load_meta(dest: Path, state: dict) -> RepoMeta:
 
 def _verify_and_store(url: str, dest: Path, archive: str, meta: RepoMeta, trust: Trust) -> bool:
     source = f"{url}/{archive}"
-    try:
+    with _forgotten_on_error(dest / archive):
         verified = open_catalogue(dest / archive, source, signature_type=trust.signature_type,
                                   fingerprints=trust.fingerprints, pubkey=trust.pubkey, meta=meta)
-    except ReleaseError:
-        for stale in (dest / archive, sidecar_path(dest / archive)):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        raise
     document = {
         "repository": url,
         "archive": archive,

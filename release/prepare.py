@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cache import PackageCache
 from .errors import InputError
-from .http import Fetcher
+from .fetcher import Fetcher
 from .pkgrepo import Trust, fetch_catalogue, read_catalogue
 from .plans import CataloguePlan, DownloadPlan, GcPlan, Http, LockPlan
 from .progress import Progress

@@ -11,29 +11,32 @@ authenticated only when it answers 401, in ``WWW-Authenticate``:
   the scopes asked for, and send that.  Tokens are cached per scope set and
   fetched again when the registry refuses one (it expired).
 
-Secrets never leave this module except inside an Authorization header: the
-reprs hide them and every error names the registry and the user only.
+Secrets never leave this module except inside an Authorization header bound
+to one origin (release.http.Credential): the registry's, or the token
+server's.  The token server is named by the registry, whose answers are not
+trusted, so the credentials go to it only over https (plain http only on
+loopback) and only when it is on the registry's host or in the registry's
+parent domain (registry-1.docker.io -> auth.docker.io); any other token
+server is refused by name.  The reprs hide secrets and every error names the
+registry and the user only.
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import logging
 import os
 import re
-import ssl
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
-
-import requests
+from typing import Mapping
 
 from .errors import FetchError, InputError
+from .http import Credential, Origin, Transport, TransportError, is_loopback, read_capped, status_transient
 from .run import run
 
 log = logging.getLogger("release.regauth")
@@ -42,6 +45,7 @@ AUTH_FILE_ENV = "REGISTRY_AUTH_FILE"
 DOCKER_HUB_KEYS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 TOKEN_MARGIN = 10.0          # seconds: refresh a cached token this long before it says it expires
 DEFAULT_TOKEN_LIFETIME = 60  # the token spec's default when expires_in is missing
+MAX_TOKEN_ANSWER = 1 << 20   # bytes of a token server's answer ever read
 _PARAM_START = re.compile(r"[A-Za-z][\w.-]*\s*=")
 
 
@@ -51,10 +55,6 @@ class CredentialsError(InputError):
 
 class AuthenticationError(FetchError):
     """A registry or its token server refused our credentials."""
-
-
-class TokenServerBusy(Exception):
-    """The token server failed in a way worth retrying (5xx, timeout, reset)."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -202,48 +202,6 @@ def helper_credentials(helper: str, host: str, path: Path) -> Credentials | None
     return Credentials(user, secret, "", f"{path} via docker-credential-{helper}")
 
 
-def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """*exc* and every exception nested in it (requests and urllib3 wrap the real one deeply)."""
-    stack, seen = [exc], set()
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        stack.extend(a for a in e.args if isinstance(a, BaseException))
-        stack.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None))
-                     if isinstance(x, BaseException))
-
-
-def transport_cause(exc: BaseException) -> str:
-    """A short reason for a transport failure ("connection refused"), without the long URL."""
-    for e in exception_chain(exc):
-        if isinstance(e, OSError) and e.strerror:
-            return e.strerror.lower()
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    return "connection broken" if isinstance(exc, requests.ConnectionError) else type(exc).__name__
-
-
-def is_loopback(host: str) -> bool:
-    """Plain http is acceptable for credentials only when they never leave the machine."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def tls_cause(exc: BaseException) -> str:
-    """The reason of a TLS failure ("certificate verify failed: self-signed certificate")."""
-    for e in exception_chain(exc):
-        if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
-            return f"certificate verify failed: {e.verify_message}"
-        if isinstance(e, ssl.SSLError):
-            return (e.reason or str(e)).lower().replace("_", " ")
-    return "handshake failed"
-
-
 # --------------------------------------------------------------------------- challenges
 
 @dataclass(frozen=True)
@@ -308,30 +266,22 @@ class Authenticator:
     scope a request needs, so one token serves a whole push of a repository.
     """
 
-    def __init__(self, registry: str, credentials: Credentials | None, *, verify: bool = True,
-                 timeout: float = 60, retries: int = 4, backoff: float = 0.5,
-                 user_agent: str = "freebsd-oci-release") -> None:
+    def __init__(self, registry: str, credentials: Credentials | None, *, transport: Transport | None = None,
+                 origin: Origin | None = None, user_agent: str = "freebsd-oci-release") -> None:
         self.registry = registry
         self.credentials = credentials
-        self.verify = verify
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.user_agent = user_agent
+        self.transport = transport or Transport(user_agent=user_agent, timeout=60)
+        self.origin = origin or Origin.of(f"https://{registry}")
+        self.user_agent = self.transport.user_agent
         self.scheme: str | None = None          # None until the registry first says 401
         self.bearer: dict[str, str] = {}        # realm, service of the last bearer challenge
         self.tokens_fetched = 0
         self._tokens: dict[tuple[str, ...], _Token] = {}
         self._refused: dict[tuple[str, ...], AuthenticationError] = {}   # () for every scope
         self._lock = threading.Lock()
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = user_agent
 
     def __repr__(self) -> str:
         return f"Authenticator({self.registry!r}, {self.credentials!r}, scheme={self.scheme!r})"
-
-    def close(self) -> None:
-        self._session.close()
 
     def who(self) -> str:
         if self.credentials is None:
@@ -406,57 +356,82 @@ class Authenticator:
     # token server ---------------------------------------------------------
     def _fetch_token(self, scopes: tuple[str, ...]) -> _Token:
         """A fresh token for *scopes*, retrying the token server's transient failures."""
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
-            try:
-                return self._token_request(scopes)
-            except TokenServerBusy as e:
-                problem = str(e)
-        raise FetchError(f"token server {self.bearer['realm']} for {self.registry}: {problem} "
-                         f"(gave up after {self.retries + 1} attempts)")
+        realm = self.bearer["realm"]
+        return self.transport.retry.run(
+            lambda: self._token_request(scopes),
+            lambda why, n: FetchError(f"token server {realm} for {self.registry}: {why} (gave up after {n} attempts)"))
+
+    def _token_origin(self, realm: str) -> Origin:
+        """The token server's origin, if the credentials may go there (see the module's docstring)."""
+        origin = Origin.of(realm)
+        if origin.scheme not in ("http", "https") or not origin.host:
+            raise AuthenticationError(f"{self.registry}: token server {realm!r} is not an http(s) URL")
+        if self.credentials is None:
+            return origin
+        if origin.scheme == "http" and not is_loopback(origin.host):
+            raise AuthenticationError(f"{self.registry}: refusing to send credentials to token server "
+                                      f"{origin} (https needed)")
+        if not _same_site(origin.host, self.origin.host):
+            raise AuthenticationError(f"{self.registry}: refusing to send credentials to token server {origin}, "
+                                      f"which is neither on {self.origin.host} nor in its domain")
+        return origin
 
     def _token_request(self, scopes: tuple[str, ...]) -> _Token:
         realm, service = self.bearer["realm"], self.bearer["service"]
         creds = self.credentials
-        parts = urllib.parse.urlsplit(realm)
-        if parts.scheme not in ("http", "https") or (
-                creds is not None and parts.scheme == "http" and not is_loopback(parts.hostname or "")):
-            raise AuthenticationError(f"{self.registry}: refusing to send credentials to token server "
-                                      f"{parts.scheme}://{parts.netloc} (https needed)")
+        origin = self._token_origin(realm)
+        if creds is not None and creds.identity_token:
+            # OAuth2 refresh-token grant, as docker does for identity tokens
+            form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                    "service": service, "scope": " ".join(scopes), "client_id": self.user_agent}
+            method, url, data, credential = "POST", realm, urllib.parse.urlencode(form), None
+        else:
+            query = [("service", service)] if service else []
+            query += [("scope", s) for s in scopes]
+            parts = urllib.parse.urlsplit(realm)
+            url = urllib.parse.urlunsplit(parts._replace(query="&".join(
+                x for x in (parts.query, urllib.parse.urlencode(query)) if x)))
+            method, data = "GET", None
+            credential = Credential(origin, creds.basic_header()) if creds and creds.password else None
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} if data else {}
         try:
-            if creds is not None and creds.identity_token:
-                # OAuth2 refresh-token grant, as docker does for identity tokens
-                form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
-                        "service": service, "scope": " ".join(scopes), "client_id": self.user_agent}
-                resp = self._session.post(realm, data=form, timeout=self.timeout, verify=self.verify)
-            else:
-                query = [("service", service)] if service else []
-                query += [("scope", s) for s in scopes]
-                headers = {"Authorization": creds.basic_header()} if creds and creds.password else {}
-                resp = self._session.get(realm, params=query, headers=headers, timeout=self.timeout,
-                                         verify=self.verify)
-        except requests.exceptions.SSLError as e:
-            raise FetchError(f"token server {realm} for {self.registry}: TLS: {tls_cause(e)}") from None
-        except (requests.ConnectionError, requests.Timeout) as e:
-            raise TokenServerBusy(transport_cause(e)) from None
-        except requests.RequestException as e:
-            raise FetchError(f"token server {realm} for {self.registry}: {type(e).__name__}") from None
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise TokenServerBusy(f"HTTP {resp.status_code}")
-        if resp.status_code in (401, 403):
+            # a POST carries the refresh token in its body: never re-sent anywhere by a redirect
+            with self.transport.open(method, url, headers=headers, data=data, credential=credential,
+                                     follow=method == "GET") as resp:
+                status, body = resp.status_code, read_capped(resp, MAX_TOKEN_ANSWER)
+                busy = status_transient(resp)
+        except TransportError as e:
+            raise FetchError(f"token server {realm} for {self.registry}: {e.cause}") from None
+        if busy is not None:
+            raise busy
+        if status in (401, 403):
             raise self._failed(" ".join(scopes))
-        if resp.status_code != 200:
-            raise FetchError(f"token server {realm} for {self.registry}: HTTP {resp.status_code}")
+        if status != 200:
+            raise FetchError(f"token server {realm} for {self.registry}: HTTP {status}")
+        return self._token_from(body, realm, scopes)
+
+    def _token_from(self, body: bytes, realm: str, scopes: tuple[str, ...]) -> _Token:
         try:
-            doc = resp.json()
+            doc = json.loads(body)
             token = doc.get("token") or doc.get("access_token")
             lifetime = float(doc.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
         except (ValueError, AttributeError, TypeError):
             token = None
-        if not token:
+        if not token or not isinstance(token, str):
             raise FetchError(f"token server {realm} for {self.registry}: answer carries no token")
         self.tokens_fetched += 1
         log.debug("token for %s from %s (expires in %g s)", " ".join(scopes), realm, lifetime)
         return _Token("Bearer " + token, time.monotonic() + max(lifetime - TOKEN_MARGIN, 1.0))
+
+
+def _same_site(host: str, registry_host: str) -> bool:
+    """*host* is the registry's host or in its parent domain (at least two labels: not a bare TLD)."""
+    if host == registry_host:
+        return True
+    labels = registry_host.split(".")
+    parent = ".".join(labels[1:])
+    return len(labels) >= 3 and not _is_ip(registry_host) and (host == parent or host.endswith("." + parent))
+
+
+def _is_ip(host: str) -> bool:
+    return host.replace(".", "").isdigit() or ":" in host

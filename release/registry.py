@@ -13,15 +13,20 @@ the last thing to move:
    exact bytes the build wrote (so the digests stay the build's);
 3. each tag: the index bytes again under the tag.
 
-Registries and the networks in front of them fail: 5xx, resets, timeouts are
-retried with exponential backoff, and a chunked upload that breaks is resumed
-from what the registry reports it holds (``GET`` of the upload URL answers
-``Range: 0-<last byte>``), not restarted.  Blob bytes are streamed from the
-file, one slice at a time.
+Registries and the networks in front of them fail: 5xx, 429, resets,
+timeouts are retried with the transport's policy (release.http), and a chunked
+upload that breaks is resumed from what the registry reports it holds (``GET``
+of the upload URL answers ``Range: 0-<last byte>``), not restarted.  Blob
+bytes are streamed from the file, one slice at a time.
+
+Registry answers are not trusted: the credentials (and the tokens they buy)
+are bound to the registry's origin, so an upload Location or a redirect to
+another origin is followed without them (and never from https to http), a 401
+from another origin is not answered with them, and error bodies are read and
+quoted only up to a small cap.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -29,23 +34,21 @@ import re
 import threading
 import time
 import urllib.parse
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterator, Sequence
-
-import requests
-import urllib3
+from typing import Mapping, Sequence
 
 from .errors import FetchError, InputError
+from .http import (Credential, Origin, Refused, RetryPolicy, Transient, Transport, TransportError, check_next, cut,
+                   is_loopback, read_capped, status_text, status_transient)
 from .oci import INDEX_TYPES, MANIFEST_TYPES, blob_path, reachable_blobs
-from .regauth import Authenticator, Credentials, is_loopback, tls_cause, transport_cause
+from .regauth import Authenticator, Credentials
 
 log = logging.getLogger("release.registry")
 
 MiB = 1 << 20
-MAX_BACKOFF = 30.0
+MAX_DOCUMENT = 4 * MiB          # the largest manifest or index a registry must accept (distribution spec)
 OCTET_STREAM = "application/octet-stream"
 _REPO_NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
@@ -57,8 +60,20 @@ class RegistryError(FetchError):
     """A registry refused or failed a push step (the message names registry, repository and step)."""
 
 
-class _Transient(Exception):
-    """A failure worth another attempt: 5xx, 429, reset, timeout."""
+class RegistryRefused(RegistryError):
+    """A registry's answer the client will not follow (a downgrade, a loop, a foreign 401): bad input."""
+
+    exit_status = 2
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A registry's answer, read: status, headers and (a capped prefix of) the body."""
+
+    status_code: int
+    reason: str
+    headers: Mapping[str, str]
+    content: bytes
 
 
 @dataclass
@@ -143,34 +158,23 @@ class Registry:
                              f"(got {retries}, {chunk_size}, {max_workers})")
         self.base = f"{parts.scheme}://{parts.netloc}"
         self.name = parts.netloc
-        if parts.scheme == "https" and not tls_verify:
-            # explicitly configured: say it once here rather than urllib3 once per request
-            log.warning("%s: TLS certificate verification is disabled", self.name)
-            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        self.origin = Origin.of(self.base)
         self.tls_verify = tls_verify
-        self.retries = retries
-        self.backoff = backoff
-        self.timeout = timeout
+        self.retry = RetryPolicy(retries, backoff)
         self.chunk_size = chunk_size
         self.monolithic_limit = monolithic_limit
-        self.user_agent = user_agent
         self.max_workers = max_workers
-        self.auth = Authenticator(self.name, credentials, verify=tls_verify, timeout=timeout,
-                                  retries=retries, backoff=backoff, user_agent=user_agent)
+        self.transport = Transport(user_agent=user_agent, timeout=timeout, verify=tls_verify, retry=self.retry,
+                                   name=self.name)
+        self.auth = Authenticator(self.name, credentials, transport=self.transport, origin=self.origin)
         self.stats = PushReport()            # every request of this client, all pushes together
         self._known: set[tuple[str, str]] = set()   # (repository, digest) seen present
-        self._idle: list[requests.Session] = []
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Registry({self.base!r}, tls_verify={self.tls_verify}, auth={self.auth!r})"
 
     def close(self) -> None:
-        with self._lock:
-            for session in self._idle:
-                session.close()
-            self._idle.clear()
-        self.auth.close()
+        self.transport.close()
 
     def __enter__(self) -> "Registry":
         return self
@@ -179,83 +183,89 @@ class Registry:
         self.close()
 
     # plumbing ---------------------------------------------------------------
-    @contextlib.contextmanager
-    def _session(self) -> Iterator[requests.Session]:
-        """A Session no other thread is using; idle ones are reused to keep connections alive."""
-        with self._lock:
-            session = self._idle.pop() if self._idle else None
-        if session is None:
-            session = requests.Session()
-            session.headers.update({"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
-        try:
-            yield session
-        finally:
-            with self._lock:
-                self._idle.append(session)
-
     def _count(self, report: PushReport, **counts: int) -> None:
         report.add(**counts)
         if report is not self.stats:
             self.stats.add(**counts)
 
-    def _url(self, location: str) -> str:
-        return urllib.parse.urljoin(self.base + "/", location)
+    def _url(self, current: str, location: str) -> str:
+        """Where an upload continues: the registry's Location, checked like a redirect (never to http)."""
+        try:
+            return check_next(current, location, what="sent the upload")
+        except TransportError as e:
+            raise RegistryRefused(f"{self.name}: {e.cause}") from None
 
     def _request(self, method: str, url: str, *, repo: str, what: str, report: PushReport,
                  scopes: tuple[str, ...], headers: dict | None = None, body=None,
-                 retry: bool = True) -> requests.Response:
-        """One request with authentication, and with retries when *retry* (else _Transient).
+                 retry: bool = True, limit: int = 0) -> Reply:
+        """One request with authentication, and with retries when *retry* (else Transient).
 
-        *body* is bytes or a callable returning a fresh readable body per attempt.
-        Non-2xx answers other than 401 and 5xx are returned for the caller to judge.
+        *body* is bytes or a callable returning a fresh readable body per attempt;
+        up to *limit* bytes of a 2xx body are read (more is an error), and a
+        small prefix of any other.  Non-2xx answers other than 401, 429 and 5xx
+        are returned for the caller to judge.
         """
         rounds = failures = 0
         while True:
-            send = dict(headers or {})
             authorization = self.auth.authorization(scopes)
-            if authorization:
-                send["Authorization"] = authorization
+            credential = Credential(self.origin, authorization) if authorization else None
             data = body() if callable(body) else body
             try:
-                with self._session() as session:
-                    # verify per request: a session-wide False loses to REQUESTS_CA_BUNDLE
-                    resp = session.request(method, url, headers=send, data=data, timeout=self.timeout,
-                                           verify=self.tls_verify, allow_redirects=method in ("GET", "HEAD"))
-                problem = ""
-            except requests.exceptions.SSLError as e:   # retrying cannot fix a certificate
-                raise RegistryError(f"{self.name}/{repo}: {what}: TLS: {tls_cause(e)}") from None
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    urllib3.exceptions.HTTPError) as e:
-                resp, problem = None, transport_cause(e)
+                with self.transport.open(method, url, headers=headers, data=data, credential=credential) as resp:
+                    reply = self._read(resp, url, limit, repo, what)
+                problem = status_transient(resp)
+            except TransportError as e:               # TLS, a downgrade, a redirect loop: retrying cannot help
+                error = RegistryRefused if isinstance(e, Refused) else RegistryError
+                raise error(f"{self.name}/{repo}: {what}: {e.cause}") from None
+            except Transient as e:
+                reply, problem = None, e
             finally:
                 if hasattr(data, "close"):
                     data.close()
-            if resp is not None:
+            if reply is not None:
                 self._count(report, requests=1)
-                log.debug("%s %s -> %s", method, url, resp.status_code)
-                if resp.status_code == 401:
-                    self.auth.unauthorized(resp.headers.get("WWW-Authenticate"), scopes,
-                                           send.get("Authorization"), rounds)
+                if reply.status_code == 401:
+                    self._unauthorized(reply, url, scopes, credential, rounds, repo, what)
                     rounds += 1
                     continue
-                if resp.status_code < 500 and resp.status_code != 429:
-                    return resp
-                problem = f"HTTP {resp.status_code}{_error_detail(resp)}"
-            log.debug("%s %s failed: %s", method, url, problem)
+                if problem is None:
+                    return reply
+                problem = Transient(f"{problem.cause}{_error_detail(reply)}", problem.retry_after)
+            log.debug("%s %s failed: %s", method, url, problem.cause)
             if not retry:
-                raise _Transient(problem)
+                raise problem
             failures += 1
-            self._backoff(report, failures, repo, what, problem)
+            self._backoff(report, failures, repo, what, problem.cause, problem.retry_after)
 
-    def _refused(self, resp: requests.Response, repo: str, what: str) -> RegistryError:
-        return RegistryError(f"{self.name}/{repo}: {what}: HTTP {resp.status_code}{_error_detail(resp)}")
+    def _read(self, resp, url: str, limit: int, repo: str, what: str) -> Reply:
+        if 200 <= resp.status_code < 300 and limit:
+            content = read_capped(resp, limit + 1)
+            if len(content) > limit:
+                raise RegistryError(f"{self.name}/{repo}: {what}: answer larger than {limit} bytes")
+        else:
+            content = b"" if resp.request.method == "HEAD" else read_capped(resp)
+        return Reply(resp.status_code, resp.reason, resp.headers, content)
 
-    def _backoff(self, report: PushReport, failures: int, repo: str, what: str, problem: str) -> None:
+    def _unauthorized(self, reply: Reply, url: str, scopes: tuple[str, ...], credential: Credential | None,
+                      rounds: int, repo: str, what: str) -> None:
+        """Learn from a 401 of the registry; one from another origin never gets the credentials."""
+        if Origin.of(url) != self.origin:
+            raise RegistryRefused(f"{self.name}/{repo}: {what}: HTTP 401 from {Origin.of(url)}, which is not the "
+                                f"registry; its credentials go to {self.origin} only")
+        self.auth.unauthorized(reply.headers.get("WWW-Authenticate"), scopes,
+                               credential.header if credential else None, rounds)
+
+    def _refused(self, resp: Reply, repo: str, what: str) -> RegistryError:
+        return RegistryError(f"{self.name}/{repo}: {what}: {status_text(resp.status_code, resp.reason)}"
+                             f"{_error_detail(resp)}")
+
+    def _backoff(self, report: PushReport, failures: int, repo: str, what: str, problem: str,
+                 retry_after: float = 0.0) -> None:
         """Count one failed attempt of a multi-request step; give up past the retry budget."""
-        if failures > self.retries:
+        if self.retry.exhausted(failures):
             raise RegistryError(f"{self.name}/{repo}: {what}: {problem} (gave up after {failures} attempts)")
         self._count(report, retries=1)
-        time.sleep(min(self.backoff * 2 ** (failures - 1), MAX_BACKOFF))
+        time.sleep(self.retry.delay(failures, retry_after))
 
     # blobs ------------------------------------------------------------------
     def blob_exists(self, repo: str, digest: str, *, report: PushReport | None = None,
@@ -312,15 +322,16 @@ class Registry:
             self._check_digest(resp, digest, repo, what)
             return None
         if resp.status_code == 202 and resp.headers.get("Location"):
-            return self._url(resp.headers["Location"])
+            return self._url(url, resp.headers["Location"])
         raise self._refused(resp, repo, what)
 
     def _start_upload(self, repo: str, report: PushReport) -> str:
-        resp = self._request("POST", f"{self.base}/v2/{repo}/blobs/uploads/", repo=repo, report=report,
-                             what="start blob upload", scopes=(_scope(repo, "pull,push"),))
+        url = f"{self.base}/v2/{repo}/blobs/uploads/"
+        resp = self._request("POST", url, repo=repo, report=report, what="start blob upload",
+                             scopes=(_scope(repo, "pull,push"),))
         if resp.status_code != 202 or not resp.headers.get("Location"):
             raise self._refused(resp, repo, "start blob upload")
-        return self._url(resp.headers["Location"])
+        return self._url(url, resp.headers["Location"])
 
     def _upload(self, repo: str, digest: str, size: int, path: Path, location: str | None,
                 report: PushReport) -> None:
@@ -341,7 +352,7 @@ class Registry:
                     failures = 0                       # progress: the budget is per stall
                 self._finish(repo, digest, location, path, size, 0, report)
                 return
-            except _Transient as e:
+            except Transient as e:
                 failures += 1
                 self._backoff(report, failures, repo, what, str(e))
                 if self.blob_exists(repo, digest, report=report, actions="pull,push"):   # answer lost, not blob
@@ -362,12 +373,13 @@ class Registry:
                              what=f"upload chunk at {offset}", scopes=(_scope(repo, "pull,push"),),
                              body=lambda: _FileSlice(path, offset, length))
         if resp.status_code == 416:
-            raise _Transient(f"registry refused the chunk at {offset} (HTTP 416)")
+            raise Transient(f"registry refused the chunk at {offset} (HTTP 416)")
         if resp.status_code != 202:
             raise self._refused(resp, repo, f"upload chunk at {offset}")
         self._count(report, bytes_uploaded=length)
         held = _held(resp)
-        return self._url(resp.headers.get("Location") or location), offset + length if held is None else held
+        return self._url(location, resp.headers.get("Location") or location), \
+            offset + length if held is None else held
 
     def _upload_status(self, repo: str, location: str, report: PushReport) -> tuple[str | None, int]:
         """GET the upload URL: (new URL, bytes held), or (None, 0) when the session is gone."""
@@ -380,7 +392,7 @@ class Registry:
             raise self._refused(resp, repo, "upload status")
         held = _held(resp) or 0
         log.debug("upload %s holds %d bytes; resuming there", location, held)
-        return self._url(resp.headers.get("Location") or location), held
+        return self._url(location, resp.headers.get("Location") or location), held
 
     def _finish(self, repo: str, digest: str, location: str, path: Path, offset: int, length: int,
                 report: PushReport) -> None:
@@ -399,7 +411,7 @@ class Registry:
         self._check_digest(resp, digest, repo, what)
         self._count(report, bytes_uploaded=length)
 
-    def _check_digest(self, resp: requests.Response, digest: str, repo: str, what: str) -> None:
+    def _check_digest(self, resp: Reply, digest: str, repo: str, what: str) -> None:
         reported = resp.headers.get("Docker-Content-Digest")
         if reported and reported != digest:
             raise RegistryError(f"{self.name}/{repo}: {what}: registry reports digest {reported}")
@@ -431,7 +443,7 @@ class Registry:
         what = f"GET manifest {reference}"
         resp = self._request("GET", f"{self.base}/v2/{repo}/manifests/{reference}", repo=repo, what=what,
                              report=self.stats, headers={"Accept": ", ".join(accept)},
-                             scopes=(_scope(repo, "pull,push"),))
+                             scopes=(_scope(repo, "pull,push"),), limit=MAX_DOCUMENT)
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
@@ -525,7 +537,7 @@ def _check_name(repo: str) -> None:
         raise InputError(f"{repo!r}: not a valid repository name (lower case, digits, . _ - and /)")
 
 
-def _held(resp: requests.Response) -> int | None:
+def _held(resp: Reply) -> int | None:
     """Bytes an upload session holds according to its Range header ("0-<last>").
 
     "0-0" is what distribution says for an empty session; a session holding
@@ -538,11 +550,11 @@ def _held(resp: requests.Response) -> int | None:
     return 0 if last == 0 else last + 1
 
 
-def _error_detail(resp: requests.Response) -> str:
-    """": CODE: message" from a distribution error body, when there is one."""
+def _error_detail(resp: Reply) -> str:
+    """": CODE: message" from a distribution error body, when there is one (cut: the registry chose it)."""
     try:
         errors = json.loads(resp.content or b"{}").get("errors") or []
         first = errors[0]
-        return f": {first.get('code', '?')}: {first.get('message', '')}".rstrip(": ")
+        return cut(f": {first.get('code', '?')}: {first.get('message', '')}".rstrip(": "))
     except (ValueError, AttributeError, IndexError, TypeError):
         return ""

@@ -29,7 +29,7 @@ from .names import CHECKSUM_FILES
 from .oci import reachable_blobs
 from .plans import RebuildPlan
 from .records import Lock
-from .workspace import Workspace
+from .workspace import Workspace, claim_workdir
 
 DODO = Path(__file__).resolve().parent.parent / "dodo.py"
 
@@ -50,6 +50,7 @@ def rebuild_and_compare(plan: RebuildPlan, say: Callable[[str], None] = print) -
     shutil.rmtree(scratch, ignore_errors=True)
     work = scratch / "work"
     config = _pinned_config(plan, scratch)
+    claim_workdir(work)                     # a work directory of its own before it is seeded
     _seed(plan, Workspace(work))
     say(f"rebuilding {release} from its locks in {work}")
     proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), f"config={config}", f"workdir={work}",

@@ -6,12 +6,14 @@ import http.server
 import json
 import re
 import socket
+import ssl
 import struct
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 
@@ -60,10 +62,22 @@ class _Dropped(Exception):
 
 
 class FaultProxy:
-    """An HTTP/1.1 proxy on 127.0.0.1 in front of *upstream* (``http://127.0.0.1:port``)."""
+    """An HTTP/1.1 proxy on 127.0.0.1 in front of *upstream* (``http://127.0.0.1:port``).
 
-    def __init__(self, upstream: str) -> None:
+    A hostile registry is made of two: ``locations_to`` makes this proxy send
+    clients' uploads (every Location it relays) to another origin, and
+    ``inject`` adds request headers on the way upstream (a storage endpoint
+    that authorises by URL).  *tls* serves https, with a certificate no CA
+    vouches for (written under *certificates*).
+    """
+
+    def __init__(self, upstream: str, *, inject: dict[str, str] | None = None, tls: bool = False,
+                 certificates: str | None = None) -> None:
         parts = urllib.parse.urlsplit(upstream)
+        self.inject = dict(inject or {})
+        self.tls = tls
+        self.certificates = certificates
+        self.locations_to: str | None = None
         self.upstream = f"{parts.scheme}://{parts.netloc}"
         self.upstream_host, self.upstream_port = parts.hostname, parts.port
         self.requests: list[ProxyRecord] = []
@@ -80,7 +94,7 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def fail(self, method: str, pattern: str, *, status: int = 500, nth: int = 1, times: int = 1) -> None:
         """Answer *status* to the *nth* (and following, *times* in all) *method* request matching *pattern*."""
@@ -123,12 +137,20 @@ class FaultProxy:
             self.requests.append(record)
 
     def rewrite_location(self, value: str) -> str:
-        return self.url + value[len(self.upstream):] if value.startswith(self.upstream) else value
+        to = self.locations_to or self.url
+        return to + value[len(self.upstream):] if value.startswith(self.upstream) else value
 
     def __enter__(self) -> "FaultProxy":
         self._server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
         self._server.owner = self
         self.port = self._server.server_address[1]
+        if self.tls:
+            from tests.registry_support import self_signed_certificate
+            assert self.certificates, "a TLS proxy needs a directory for its certificate"
+            cert, key = self_signed_certificate(Path(self.certificates) / f"proxy-{self.port}")
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True, name=f"fault-proxy-{self.port}")
         self._thread.start()
@@ -237,8 +259,11 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             conn.putheader("Host", f"{owner.upstream_host}:{owner.upstream_port}")
             for name, value in self.headers.items():
-                if name.lower() not in HOP_BY_HOP and name.lower() != "host":
+                if name.lower() not in HOP_BY_HOP and name.lower() != "host" and \
+                        name.lower() not in {k.lower() for k in owner.inject}:
                     conn.putheader(name, value)
+            for name, value in owner.inject.items():
+                conn.putheader(name, value)
             if chunked:
                 conn.putheader("Transfer-Encoding", "chunked")
             conn.endheaders()

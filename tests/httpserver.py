@@ -22,7 +22,11 @@ If-Modified-Since -> 304, If-Range, single byte ranges (206 + Content-Range,
 - ``truncate(path, after_bytes)``: from now on the file appears to end at byte
   offset *after_bytes* although every response announces the full length, so a
   client can never complete it, even with Range requests;
-- ``delay(path, seconds)``: wait before answering every request for *path*.
+- ``delay(path, seconds)``: wait before answering every request for *path*;
+- ``redirect(path, location, status=302)``: answer every request for *path* with a
+  redirect to *location* (absolute, or relative to the server).
+
+``RepoServer(root, tls=True)`` serves https with a certificate no CA vouches for.
 
 ``requests`` logs every request (:class:`Request`); ``peak_concurrency`` is the
 largest number of requests the server was working on at the same moment.
@@ -36,6 +40,7 @@ import email.utils
 import hashlib
 import http.server
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -73,6 +78,7 @@ class _Faults:
     reset: list[tuple[int, int]] = field(default_factory=list)  # [(after_bytes, times left)]
     truncate: int | None = None
     delay: float = 0.0
+    redirect: tuple[int, str] | None = None
 
 
 class _Closed(Exception):
@@ -133,6 +139,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             target = owner._resolve(rel)
         finally:
             owner._leave()
+        if faults.redirect is not None and status is None:
+            record.status = faults.redirect[0]
+            self.send_response(faults.redirect[0])
+            self.send_header("Location", faults.redirect[1])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         try:
             if status is None and target is None:
                 status = 404
@@ -250,8 +263,9 @@ class _Server(http.server.ThreadingHTTPServer):
 class RepoServer:
     """Serve *root* over HTTP on 127.0.0.1 (port chosen by the kernel)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, tls: bool = False) -> None:
         self.root = Path(root).resolve()
+        self.tls = tls
         self.requests: list[Request] = []
         self.peak_concurrency = 0
         self._in_flight = 0
@@ -265,7 +279,7 @@ class RepoServer:
     @property
     def url(self) -> str:
         """Base URL without a trailing slash: ``srv.url + "/meta.conf"``."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def publish(self, rel: str, data: bytes) -> str:
         """Put *data* at *rel* under the served directory; returns its URL."""
@@ -278,6 +292,12 @@ class RepoServer:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self.port = self._server.server_address[1]
+        if self.tls:
+            from tests.registry_support import self_signed_certificate
+            cert, key = self_signed_certificate(self.root.parent / f".tls-{self.port}")
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"repo-server-{self.port}",
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -309,6 +329,10 @@ class RepoServer:
     def delay(self, path: str, seconds: float) -> None:
         with self._lock:
             self._fault(path).delay = seconds
+
+    def redirect(self, path: str, location: str, status: int = 302) -> None:
+        with self._lock:
+            self._fault(path).redirect = (status, location)
 
     def requests_for(self, path: str, method: str = "GET") -> list[Request]:
         """The log entries for one URL path (handy for counting downloads)."""

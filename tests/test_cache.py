@@ -11,7 +11,7 @@ import pytest
 
 from release.cache import PackageCache
 from release.errors import IntegrityError
-from release.http import Fetcher
+from release.fetcher import Fetcher
 from release.sums import pkg2_sum, sha256_sum
 from tests.httpserver import RepoServer, repo_server  # noqa: F401 (fixture)
 from tests.test_http import payload
@@ -89,7 +89,7 @@ def test_concurrent_ensure_across_processes_downloads_once(repo_server: RepoServ
     script = textwrap.dedent(f"""
         from pathlib import Path
         from release.cache import PackageCache
-        from release.http import Fetcher
+        from release.fetcher import Fetcher
         with Fetcher(retries=0, user_agent="t") as f:
             PackageCache(Path({str(tmp_path / "cache")!r})).ensure(
                 f, {url!r}, name="FreeBSD-rc-14.2", sum={pkg2_sum(data)!r}, size={len(data)})

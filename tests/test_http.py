@@ -1,4 +1,4 @@
-"""release.http against a real HTTP server on 127.0.0.1 and real file:// URLs."""
+"""release.fetcher (over release.http) against a real HTTP server on 127.0.0.1 and real file:// URLs."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from release.errors import FetchError, InputError, IntegrityError
-from release.http import DownloadJob, Fetcher, partial_path, sidecar_path
+from release.fetcher import DownloadJob, Fetcher, partial_path, sidecar_path
 from release.progress import Progress
 from release.sums import pkg2_sum, sha256_sum
 from tests.httpserver import RepoServer, port_is_closed, repo_server  # noqa: F401 (fixture)

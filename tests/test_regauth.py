@@ -274,3 +274,66 @@ def test_identity_tokens_use_the_oauth2_refresh_grant(work, tmp_path, caplog):
     assert report.blobs_uploaded > 0
     assert {(i.user, i.status) for i in tokens.issued} == {(USER, 200)}
     assert_no_secret(caplog.text, repr(creds), secrets=(refresh,) + tuple(i.token for i in tokens.issued))
+
+
+# --------------------------------------------------------------------------- credentials stay with their origin
+
+def test_a_token_server_off_the_registry_s_domain_never_gets_the_credentials():
+    auth = Authenticator("registry.example.org", Credentials(USER, PASSWORD))
+    auth.unauthorized('Bearer realm="https://collect.evil.example.net/token",service="registry"',
+                      ("repository:freebsd-static:pull",), None, 0)
+    with pytest.raises(AuthenticationError) as err:
+        auth.authorization(("repository:freebsd-static:pull",))
+    assert str(err.value) == ("registry.example.org: refusing to send credentials to token server "
+                              "https://collect.evil.example.net, which is neither on registry.example.org "
+                              "nor in its domain")
+    assert auth.tokens_fetched == 0
+    from release.regauth import _same_site
+    assert _same_site("auth.docker.io", "registry-1.docker.io") and _same_site("ghcr.io", "ghcr.io")
+    assert not _same_site("evil.io", "example.io") and not _same_site("auth.evil.org", "127.0.0.1")
+    assert not _same_site("docker.io.evil.net", "registry-1.docker.io")
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_an_upload_sent_to_another_origin_goes_there_without_the_credentials(basic_registry, work, tmp_path):
+    from tests.registry_support import FaultProxy
+    with FaultProxy(basic_registry.url) as registry_front, \
+            FaultProxy(basic_registry.url, inject={"Authorization": _basic(USER, PASSWORD)}) as storage:
+        registry_front.locations_to = storage.url           # "upload over there": another port, another origin
+        with Registry(registry_front.url, credentials=Credentials(USER, PASSWORD), backoff=0.01) as registry:
+            report = push_demo(registry, work, flavours=("static",))["static"]
+        assert report.blobs_uploaded > 0
+        assert storage.log() and all("authorization" not in r.headers for r in storage.log())
+        assert any(r.headers.get("authorization") == _basic(USER, PASSWORD) for r in registry_front.log())
+
+
+def test_a_401_from_another_origin_is_not_answered_with_the_credentials(basic_registry, work):
+    from release.registry import RegistryRefused
+    from tests.registry_support import FaultProxy
+    with FaultProxy(basic_registry.url) as registry_front, FaultProxy(basic_registry.url) as other:
+        registry_front.locations_to = other.url
+        with Registry(registry_front.url, credentials=Credentials(USER, PASSWORD), backoff=0.01) as registry, \
+                pytest.raises(RegistryRefused) as err:
+            push_demo(registry, work, flavours=("static",))
+        assert all("authorization" not in r.headers for r in other.log())
+    assert str(err.value).endswith(f": HTTP 401 from {other.url}, which is not the registry; its credentials "
+                                   f"go to {registry_front.url} only")
+    assert err.value.exit_status == 2
+
+
+def test_an_https_registry_cannot_send_an_upload_to_plain_http(basic_registry, work, tmp_path):
+    from release.registry import RegistryRefused
+    from tests.registry_support import FaultProxy
+    with FaultProxy(basic_registry.url, tls=True, certificates=str(tmp_path)) as registry_front, \
+            FaultProxy(basic_registry.url) as plain:
+        registry_front.locations_to = plain.url
+        with Registry(registry_front.url, credentials=Credentials(USER, PASSWORD), tls_verify=False,
+                      backoff=0.01) as registry, pytest.raises(RegistryRefused) as err:
+            push_demo(registry, work, flavours=("static",))
+        assert plain.log() == []
+    message = str(err.value)
+    assert message.startswith(f"{registry_front.host}: sent the upload to {plain.url}/v2/freebsd-static/blobs/uploads/")
+    assert message.endswith(": refusing to downgrade https to http") and "\n" not in message
