@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="work (and cache busybox) in this directory and keep it")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("emulate.py: needs root (chroot)", file=sys.stderr)
+        print("emulate.py: needs root (the sandbox maps the image's users to their own ids)", file=sys.stderr)
         return 2
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="bench-emulate-"))
     tmp.mkdir(parents=True, exist_ok=True)

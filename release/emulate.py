@@ -12,7 +12,7 @@ SOURCE_DATE_EPOCH, deletions of lower-layer paths as whiteouts.
 How the target's code runs (Executor, chosen by choose_method):
 
 - native: the host runs the TARGET_ARCH itself (amd64 on x86_64, i386 on any
-  x86, aarch64 on arm64 ...): plain chroot.
+  x86, aarch64 on arm64 ...).
 - binfmt: Linux has a binfmt_misc handler /proc/sys/fs/binfmt_misc/qemu-<arch>
   registered with flag F (the interpreter is opened at registration, so it works
   inside any chroot; Debian: `update-binfmts --enable qemu-aarch64`).  Every
@@ -42,6 +42,10 @@ closed; on top of a fixed environment (PATH, HOME=/root, LANG=C, TZ=UTC,
 SOURCE_DATE_EPOCH), so nothing of the builder's environment leaks in.  A
 non-zero exit stops the build (pkg only warns about a failed post-install
 script; an image silently missing its effects is worse).
+
+Whatever the method, the command runs in a sandbox (release.sandbox:
+bubblewrap, namespaces and ids of its own, nothing of the host but the root and
+the emulator), never in a plain chroot: the code comes from a repository.
 """
 from __future__ import annotations
 
@@ -50,7 +54,6 @@ import logging
 import os
 import platform
 import shutil
-import signal
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +65,7 @@ from .accounts import id_to_name, lookup
 from .errors import StepError, ToolError
 from .rootfs import Changes, LayerBlob, Node, Root, diff, materialise, open_in_root, read_in_root, snapshot
 from .run import run
+from .sandbox import bwrap_path, opened_root, placeholders, run_sandboxed
 from .tree import LayerTree
 
 log = logging.getLogger(__name__)
@@ -78,10 +82,7 @@ NATIVE = {"amd64": {"x86_64", "amd64"}, "aarch64": {"aarch64", "arm64"},
 INSTALL_HINT = "apt-get install qemu-user-static (Debian) / pkg install qemu-user-static (FreeBSD)"
 IMAGE_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
 SCRIPT_TIMEOUT = 600                # seconds per package script
-KILL_GRACE = 10                     # seconds between TERM and KILL when a command overstays
 ELFOSABI_FREEBSD = 9
-# /dev nodes (Linux major, minor) a command may expect; created for the run only
-DEV_NODES = {"null": (1, 3), "zero": (1, 5)}
 
 
 # --------------------------------------------------------------------------- choosing how to run
@@ -101,7 +102,7 @@ class Method:
     def identity(self) -> dict:
         """What goes into a layer plan: a new QEMU may emulate differently, so its version is an input."""
         return {"method": self.kind, "arch": self.arch, "host": platform.system(),
-                "emulator": os.path.basename(self.emulator), "version": self.version}
+                "emulator": os.path.basename(self.emulator), "version": self.version, "sandbox": "bubblewrap"}
 
 
 def choose_method(arch: str, *, machine: str | None = None, search_path: str | None = None,
@@ -162,89 +163,48 @@ class Result:
 
 
 class Executor:
-    """Runs commands inside a root with chroot(8), natively or under QEMU, with a fixed environment."""
+    """Runs commands inside a root, natively or under QEMU, in the sandbox, with a fixed environment."""
 
     def __init__(self, method: Method, *, sde: int, euid: int | None = None) -> None:
         if (os.geteuid() if euid is None else euid) != 0:
-            raise StepError("running programs inside the image needs root (chroot): run the build as root, "
-                            "or use scripts = \"builtin\" and no run steps")
+            raise StepError("running programs inside the image needs root (the sandbox gives the image's users "
+                            "their own ids): run the build as root, or use scripts = \"builtin\" and no run steps")
         self.method = method
         self.env = {"PATH": IMAGE_PATH, "HOME": "/root", "LANG": "C", "TZ": "UTC", "USER": "root",
                     "LOGNAME": "root", "SOURCE_DATE_EPOCH": str(sde)}
-        self.chroot = _tool("chroot", "coreutils (Debian) / base system (FreeBSD)")
-        self.timeout = _tool("timeout", "coreutils (Debian) / base system (FreeBSD)")
+        self.bwrap = bwrap_path()
 
     @contextlib.contextmanager
     def prepared(self, root: Path) -> Iterator[list[str]]:
-        """Place the emulator and /dev nodes for the run; remove them (and stray processes) after."""
-        placed: list[tuple[str, str]] = []
-        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
-            if self.method.kind == "qemu":
-                name = self.method.emulator_file.lstrip("/")
-                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755, dir_fd=top)
-                with os.fdopen(fd, "wb") as out, open(self.method.emulator, "rb") as src:
-                    shutil.copyfileobj(src, out)
-                    os.fchmod(fd, 0o755)
-                placed.append((self.method.emulator_file, "file"))
-            placed += _dev_nodes(top)
-            yield [p for p, _ in placed]
-        finally:
-            _reap(root)
-            for path, kind in reversed(placed):
-                _unplace(top, path, kind)
-            os.close(top)
+        """Mount points for /dev/null, /dev/zero and the emulator where the image lacks them; removed after."""
+        with opened_root(root) as top:
+            placed: list[tuple[str, str]] = []
+            try:
+                placed = placeholders(top, self.method.emulator_file if self.method.kind == "qemu" else None)
+                yield [p for p, _ in placed]
+            finally:
+                for path, kind in reversed(placed):
+                    _unplace(top, path, kind)
 
     def run(self, root: Path, argv: Sequence[str], *, env: dict[str, str], timeout: int, label: str) -> Result:
         """Run *argv* in *root*; output is logged and returned; failure is a one-line StepError."""
         _check_program(root, argv[0], label)
-        prefix = [self.method.emulator_file] if self.method.kind == "qemu" else []
-        full = [self.timeout, "-k", str(KILL_GRACE), str(timeout), self.chroot, str(root), *prefix, *argv]
+        qemu = self.method.kind == "qemu"
+        prefix = [self.method.emulator_file] if qemu else []
         try:
-            proc = run(full, purpose=f"run {label} in the image", env={**self.env, **env},
-                       timeout=timeout + KILL_GRACE + 60, check=False)
+            outcome = run_sandboxed(root, [*prefix, *argv], env={**self.env, **env}, timeout=timeout, label=label,
+                                    emulator=(self.method.emulator, self.method.emulator_file) if qemu else None)
         except ToolError as e:
-            raise StepError(f"{label}: {e}") from None
-        out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+            raise StepError(str(e)) from None
+        out, err = outcome.stdout.decode(errors="replace"), outcome.stderr.decode(errors="replace")
         for line in (out + err).splitlines():
             log.info("%s: %s", label, line)
-        if proc.returncode == 124:
+        if outcome.timed_out:
             raise StepError(f"{label}: still running after {timeout} s, stopped (raise its timeout if it needs longer)")
-        if proc.returncode != 0:
+        if outcome.returncode != 0:
             last = (err.strip() or out.strip()).splitlines()[-1:] or [""]
-            raise StepError(f"{label}: exit status {proc.returncode}" + (f": {last[0]}" if last[0] else ""))
+            raise StepError(f"{label}: exit status {outcome.returncode}" + (f": {last[0]}" if last[0] else ""))
         return Result(label, out, err)
-
-
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
-    if path is None:
-        raise StepError(f"{name} not found: needed to run programs inside the image (install {package})")
-    return path
-
-
-def _dev_nodes(top: int) -> list[tuple[str, str]]:
-    """/dev/null and /dev/zero for the run (scripts redirect to them), only where absent."""
-    placed: list[tuple[str, str]] = []
-    if platform.system() != "Linux":
-        return placed                   # FreeBSD has no mknod(2) for devices: devfs would be needed
-    try:
-        st = os.stat("dev", dir_fd=top, follow_symlinks=False)
-        if not stat.S_ISDIR(st.st_mode):
-            return placed
-    except FileNotFoundError:
-        os.mkdir("dev", 0o755, dir_fd=top)
-        placed.append(("/dev", "dir"))
-    dev = os.open("dev", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
-    try:
-        for name, (major, minor) in DEV_NODES.items():
-            with contextlib.suppress(FileExistsError):
-                os.mknod(name, stat.S_IFCHR | 0o666, os.makedev(major, minor), dir_fd=dev)
-                os.chmod(name, 0o666, dir_fd=dev)
-                placed.append((f"/dev/{name}", "chr"))
-    finally:
-        os.close(dev)
-    return placed
 
 
 def _unplace(top: int, path: str, kind: str) -> None:
@@ -259,32 +219,12 @@ def _unplace(top: int, path: str, kind: str) -> None:
         if kind == "dir" and stat.S_ISDIR(st.st_mode):
             with contextlib.suppress(OSError):
                 os.rmdir(name, dir_fd=dfd)          # only if the command left nothing in it
-        elif (kind == "chr" and stat.S_ISCHR(st.st_mode)) or (kind == "file" and stat.S_ISREG(st.st_mode)):
+        elif kind == "file" and stat.S_ISREG(st.st_mode) and st.st_size == 0:
             os.unlink(name, dir_fd=dfd)
     except FileNotFoundError:
         pass
     finally:
         os.close(dfd)
-
-
-def _reap(root: Path) -> None:
-    """Kill processes a command left running inside the root (pkg reaps its scripts' children too)."""
-    proc = Path("/proc")
-    if not (proc / "self" / "root").exists():
-        return
-    target = os.path.realpath(root)
-    for _ in range(10):
-        stray = []
-        for entry in proc.iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.readlink(entry / "root") == target:
-                        stray.append(int(entry.name))
-        if not stray:
-            return
-        for pid in stray:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def resolve_in_root(top: Path, path: str, *, hops: int = 40) -> str | None:

@@ -52,3 +52,18 @@ def run(argv: Sequence[str], *, purpose: str, timeout: float | None = None,
                 detail = f": {lines[-1]}"
         raise ToolError(f"{shlex.join(argv)}: {how} while trying to {purpose}{detail}")
     return proc
+
+
+def start(argv: Sequence[str], *, purpose: str, env: dict | None = None,
+          pass_fds: Sequence[int] = ()) -> subprocess.Popen:
+    """Start *argv* for a caller that talks to it while it runs (stdin closed, output captured).
+
+    Only *pass_fds* are inherited besides the three standard streams.
+    """
+    argv = [str(a) for a in argv]
+    log.debug("starting: %s", shlex.join(argv))
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, pass_fds=tuple(pass_fds), close_fds=True)
+    except FileNotFoundError:
+        raise ToolError(f"{argv[0]}: not found, needed to {purpose}") from None

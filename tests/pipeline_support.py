@@ -71,12 +71,15 @@ def served_config(tmp_path: Path, server: RepoServer, root: Path, **overrides) -
 
 
 def doit(config: Path, workdir: Path, *tasks: str, check: bool = True,
-         env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the project's doit on *workdir*; the output is returned as text."""
+         env: dict | None = None, timeout: float = 600, pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess:
+    """Run the project's doit on *workdir*; the output is returned as text.
+
+    *pass_fds* hands doit descriptors of the test (a leak a sandbox must not pass on).
+    """
     argv = [sys.executable, "-m", "doit", "-f", str(PROJECT / "dodo.py"), f"config={config}",
             f"workdir={workdir}", *tasks]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, pass_fds=pass_fds)
     if check and proc.returncode != 0:
         raise AssertionError(f"doit {' '.join(tasks)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -335,6 +335,10 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
 
 # --------------------------------------------------------------------------- fixtures and auth files
 
+def basic_header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def write_auth_file(path: Path, host: str, user: str, password: str, *, key: str | None = None) -> Path:
     """A containers-auth.json(5) file holding one login."""
     auth = base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -241,7 +241,7 @@ def test_the_emulator_version_is_part_of_the_method_identity() -> None:
 
 
 def test_without_root_the_executor_says_so() -> None:
-    with pytest.raises(StepError, match=r"needs root \(chroot\)"):
+    with pytest.raises(StepError, match=r"needs root \(the sandbox gives the image.s users their own ids\)"):
         Executor(Method("native", "amd64"), sde=SDE, euid=1000)
 
 

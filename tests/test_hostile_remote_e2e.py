@@ -19,8 +19,8 @@ from tests.emulation_support import TIME
 from tests.hostile_support import ARCH, RELEASE, Hostile, hostile_release
 from tests.httpserver import RepoServer
 from tests.pipeline_support import doit, error_lines
-from tests.registry_support import PASSWORD, USER, FaultProxy, basic_registry, write_auth_file  # noqa: F401
-from tests.test_regauth import _basic
+from tests.registry_support import (PASSWORD, USER, FaultProxy, basic_header, basic_registry,  # noqa: F401
+                                    write_auth_file)
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +41,13 @@ def push(h: Hostile, tmp: Path, registry_url: str, host: str):
 
 def test_push_sends_uploads_to_another_origin_without_the_credentials(built, basic_registry, tmp_path):
     with FaultProxy(basic_registry.url) as front, \
-            FaultProxy(basic_registry.url, inject={"Authorization": _basic(USER, PASSWORD)}) as storage:
+            FaultProxy(basic_registry.url, inject={"Authorization": basic_header(USER, PASSWORD)}) as storage:
         front.locations_to = storage.url
         proc = push(built, tmp_path, front.url, front.host)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert [r for r in storage.log() if r.method in ("PUT", "PATCH")]
         assert all("authorization" not in r.headers for r in storage.log())
-        assert any(r.headers.get("authorization") == _basic(USER, PASSWORD) for r in front.log())
+        assert any(r.headers.get("authorization") == basic_header(USER, PASSWORD) for r in front.log())
     assert PASSWORD not in proc.stdout + proc.stderr
 
 

@@ -20,7 +20,7 @@ from release.regauth import (AUTH_FILE_ENV, AuthenticationError, Authenticator, 
                              find_credentials, parse_challenges)
 from release.registry import Registry
 from tests.build_support import build_demo
-from tests.registry_support import (PASSWORD, USER, RegistryServer, TokenServer, basic_registry,  # noqa: F401
+from tests.registry_support import (PASSWORD, USER, RegistryServer, TokenServer, basic_header, basic_registry,  # noqa: F401
                                     flavour_index, push_demo, skopeo, token_registry, write_auth_file)
 
 HOST = "registry.example.org:5000"
@@ -294,20 +294,16 @@ def test_a_token_server_off_the_registry_s_domain_never_gets_the_credentials():
     assert not _same_site("docker.io.evil.net", "registry-1.docker.io")
 
 
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 def test_an_upload_sent_to_another_origin_goes_there_without_the_credentials(basic_registry, work, tmp_path):
     from tests.registry_support import FaultProxy
     with FaultProxy(basic_registry.url) as registry_front, \
-            FaultProxy(basic_registry.url, inject={"Authorization": _basic(USER, PASSWORD)}) as storage:
+            FaultProxy(basic_registry.url, inject={"Authorization": basic_header(USER, PASSWORD)}) as storage:
         registry_front.locations_to = storage.url           # "upload over there": another port, another origin
         with Registry(registry_front.url, credentials=Credentials(USER, PASSWORD), backoff=0.01) as registry:
             report = push_demo(registry, work, flavours=("static",))["static"]
         assert report.blobs_uploaded > 0
         assert storage.log() and all("authorization" not in r.headers for r in storage.log())
-        assert any(r.headers.get("authorization") == _basic(USER, PASSWORD) for r in registry_front.log())
+        assert any(r.headers.get("authorization") == basic_header(USER, PASSWORD) for r in registry_front.log())
 
 
 def test_a_401_from_another_origin_is_not_answered_with_the_credentials(basic_registry, work):

@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 mode=${1:-run}
 RUNTIME_DEBS="python3-venv python3-pip ca-certificates"
 TEST_DEBS="git openssl gnupg curl xz-utils zstd libarchive-tools libdb1-compat umoci skopeo podman docker-registry \
-apache2-utils qemu-user-static busybox-static libarchive13 libbsd0 libssl3 zlib1g"
+bubblewrap apache2-utils qemu-user-static busybox-static libarchive13 libbsd0 libssl3 zlib1g"
 # libarchive13 libbsd0 libssl3 zlib1g: what the real pkg binaries the tests run need at run time
+# bubblewrap: the sandbox package scripts and run steps are run in (release/sandbox.py)
 
 apt_install() {
     missing=""
