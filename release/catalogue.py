@@ -7,7 +7,8 @@ compressed as meta.conf's ``packing_format`` says, holding the payload and its
 signature.  This module reads them the way pkg(8) does, but refuses to hand
 out a single entry before the signature has been checked against the trust
 store, and validates every entry up front so that later steps (solver, cache,
-lock, SBOM) can rely on them.
+lock, SBOM) can rely on them.  Entries are read one at a time and kept on
+disk (release.jsonstream): a catalogue of every port fits in bounded memory.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from . import ucl
 from .errors import IntegrityError, RepositoryError, SignatureError
+from .jsonstream import NotAnObject, RowSpool, StreamError, read_document
 from .sums import sum_kind
 
 PACKING_FORMATS = ("tzst", "txz", "tbz", "tgz", "tar")
@@ -40,6 +42,7 @@ SIGNATURE_TYPES = ("fingerprints", "pubkey", "none")
 _META_NAMES = ("manifests", "data", "manifests_archive", "filesite", "filesite_archive")
 _META_STRINGS = ("maintainer", "source", "source_identifier", "packing_format") + _META_NAMES
 _SMALL_MEMBER = 1 << 20  # signatures and keys: anything larger is not one
+MAX_PAYLOAD = 8 << 30     # a decompressed payload larger than this is a bomb, not a catalogue
 
 
 @dataclass(frozen=True)
@@ -88,17 +91,51 @@ class CatalogueEntry:
 
 @dataclass(frozen=True)
 class VerifiedCatalogue:
-    """A catalogue whose signature checked out; entries are validated too."""
+    """A catalogue whose signature checked out; entries are validated too.
+
+    *rows* holds every entry's manifest as the catalogue gave it, on disk;
+    *entries* reads them back as CatalogueEntry, in name order.  close() (or
+    a with block) drops the rows.
+    """
 
     source: str
     payload_kind: str  # "data" or "packagesite"
     payload_sha256: str
     fingerprint: str | None  # sha256 of the key that signed it; None if unsigned
-    entries: Mapping[str, CatalogueEntry] = field(hash=False, repr=False)
+    rows: RowSpool = field(hash=False, repr=False, compare=False)
+
+    @property
+    def entries(self) -> Mapping[str, CatalogueEntry]:
+        return _Entries(self.rows, self.source)
 
     def packages(self) -> dict[str, CatalogueEntry]:
-        """Entries by package name (a fresh dict the caller may modify)."""
+        """Entries by package name (a fresh dict the caller may modify: small catalogues only)."""
         return dict(self.entries)
+
+    def close(self) -> None:
+        self.rows.close()
+
+    def __enter__(self) -> "VerifiedCatalogue":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Entries(Mapping[str, CatalogueEntry]):
+    """The spooled rows as CatalogueEntry values, parsed when asked for."""
+
+    def __init__(self, rows: RowSpool, source: str) -> None:
+        self._rows, self._source = rows, source
+
+    def __getitem__(self, name: str) -> CatalogueEntry:
+        return entry_from_manifest(self._rows[name], self._source, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 # -- meta.conf --------------------------------------------------------------
@@ -212,6 +249,9 @@ def _read_archive(archive: Path, source: str, payload_names: tuple[str, ...]) ->
                 if name in payload_names:
                     if found.payload_name is not None:
                         raise RepositoryError(f"{source}: holds both {found.payload_name!r} and {name!r}")
+                    if member.size > MAX_PAYLOAD:
+                        raise RepositoryError(f"{source}: member {name!r} of {member.size} bytes is larger than "
+                                              f"any catalogue ({MAX_PAYLOAD})")
                     found.payload_name = name
                     found.payload, found.payload_sha256 = _spool(tar.extractfile(member))
                 elif member.size > _SMALL_MEMBER:
@@ -267,11 +307,17 @@ def open_catalogue(archive: Path, source: str, *, signature_type: str,
             used = None
         kind = kinds[found.payload_name]
         context = f"{source}: {found.payload_name}"
-        rows = _data_rows(found.payload, context) if kind == "data" \
-            else _packagesite_rows(found.payload, context)
-        entries = _collect(rows, context)
+        spool = RowSpool()
+        try:
+            if kind == "data":
+                _data_rows(found.payload, context, spool)
+            else:
+                _collect(_packagesite_rows(found.payload, context), context, spool)
+        except BaseException:
+            spool.close()
+            raise
     return VerifiedCatalogue(source=source, payload_kind=kind, payload_sha256=found.payload_sha256,
-                             fingerprint=used, entries=MappingProxyType(entries))
+                             fingerprint=used, rows=spool)
 
 
 # -- signatures ------------------------------------------------------------------
@@ -395,18 +441,20 @@ def _check_pubkey(source: str, signature: bytes | None, payload_sha256: str, pub
 
 
 # -- payloads ------------------------------------------------------------------
-def _data_rows(payload: IO[bytes], context: str) -> Iterator[tuple[str, Any]]:
-    """The ``data`` payload: {"groups":[],"expired_packages":[],"packages":[...]}."""
+def _data_rows(payload: IO[bytes], context: str, spool: RowSpool) -> None:
+    """The ``data`` payload: {"groups":[],"expired_packages":[],"packages":[...]}, one package at a time."""
+    def add(index: int, row: Any) -> None:
+        _add(spool, row, context, f"package #{index + 1}")
     try:
-        top = json.load(payload)
+        _, kind = read_document(payload, "packages", add)
     except UnicodeDecodeError as exc:
         raise RepositoryError(f"{context}: not UTF-8 ({exc.reason})") from None
-    except json.JSONDecodeError as exc:
+    except NotAnObject:
+        kind = None
+    except StreamError as exc:
         raise RepositoryError(f"{context}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(top, dict) or not isinstance(top.get("packages"), list):
+    if kind != "array":
         raise RepositoryError(f"{context}: expected a JSON object with a \"packages\" array")
-    for index, row in enumerate(top["packages"]):
-        yield f"package #{index + 1}", row
 
 
 def _packagesite_rows(payload: IO[bytes], context: str) -> Iterator[tuple[str, Any]]:
@@ -424,14 +472,17 @@ def _packagesite_rows(payload: IO[bytes], context: str) -> Iterator[tuple[str, A
         yield f"line {number}", row
 
 
-def _collect(rows: Iterator[tuple[str, Any]], context: str) -> dict[str, CatalogueEntry]:
-    entries: dict[str, CatalogueEntry] = {}
+def _collect(rows: Iterator[tuple[str, Any]], context: str, spool: RowSpool) -> None:
     for label, row in rows:
-        entry = entry_from_manifest(row, context, label)
-        if entry.name in entries:
-            raise RepositoryError(f"{context}: {label}: duplicate package {entry.name}")
-        entries[entry.name] = entry
-    return dict(sorted(entries.items()))
+        _add(spool, row, context, label)
+
+
+def _add(spool: RowSpool, row: Any, context: str, label: str) -> None:
+    """Validate one row and keep it (on disk) under its package name."""
+    entry = entry_from_manifest(row, context, label)
+    if entry.name in spool:
+        raise RepositoryError(f"{context}: {label}: duplicate package {entry.name}")
+    spool.add(entry.name, row)
 
 
 # -- entries ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 TMP_PREFIX = ".partial-"
 
@@ -35,6 +35,10 @@ def pretty_json(value) -> bytes:
 def identity(value) -> str:
     """sha256 hex of the canonical JSON of *value*: a step's or layer's identity."""
     return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+class _Unchanged(Exception):
+    """Raised inside atomic_output to drop the temporary file: *path* already holds it."""
 
 
 @contextlib.contextmanager
@@ -77,6 +81,23 @@ def write_if_changed(path: str | os.PathLike, data: bytes, mode: int = 0o644) ->
     except FileNotFoundError:
         pass
     atomic_write(path, data, mode)
+    return True
+
+
+def write_chunks_if_changed(path: str | os.PathLike, chunks: Iterable[bytes], mode: int = 0o644) -> bool:
+    """write_if_changed for content made piece by piece (never whole in memory)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with atomic_output(path, mode) as f:
+            for chunk in chunks:
+                digest.update(chunk)
+                f.write(chunk)
+            with contextlib.suppress(FileNotFoundError):
+                if file_digest(path) == digest.hexdigest():
+                    raise _Unchanged
+    except _Unchanged:
+        return False
     return True
 
 

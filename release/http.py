@@ -261,11 +261,11 @@ class Transport:
     """Sessions, redirects and credentials for one client (thread-safe).
 
     *verify* is TLS certificate verification (a registry may turn it off
-    explicitly; it is then said once, here).
+    explicitly; urllib3's warning per request is then silenced, the client says it once).
     """
 
     def __init__(self, *, user_agent: str, timeout: float = 30, verify: bool = True,
-                 retry: RetryPolicy = RetryPolicy(), max_redirects: int = MAX_REDIRECTS, name: str = "") -> None:
+                 retry: RetryPolicy = RetryPolicy(), max_redirects: int = MAX_REDIRECTS) -> None:
         self.user_agent = user_agent
         self.timeout = timeout
         self.verify = verify
@@ -274,7 +274,6 @@ class Transport:
         self._idle: list[requests.Session] = []
         self._lock = threading.Lock()
         if not verify:
-            log.warning("%s: TLS certificate verification is disabled", name or "transport")
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
     def close(self) -> None:

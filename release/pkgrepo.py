@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .catalogue import RepoMeta, catalogue_candidates, open_catalogue, parse_meta
 from .errors import ReleaseError, RepositoryError
-from .fsutil import pretty_json, read_json, write_if_changed
+from .fsutil import pretty_json, read_json, write_chunks_if_changed, write_if_changed
+from .jsonstream import RowSpool, StreamError, read_document
 from .fetcher import Fetcher, NotFound, sidecar_path
 
 log = logging.getLogger(__name__)
@@ -138,19 +141,51 @@ def _verify_and_store(url: str, dest: Path, archive: str, meta: RepoMeta, trust:
     with _forgotten_on_error(dest / archive):
         verified = open_catalogue(dest / archive, source, signature_type=trust.signature_type,
                                   fingerprints=trust.fingerprints, pubkey=trust.pubkey, meta=meta)
-    document = {
-        "repository": url,
-        "archive": archive,
-        "payload": verified.payload_kind,
-        "payload_sha256": verified.payload_sha256,
-        "fingerprint": verified.fingerprint,
-        "packages": {name: dict(e.raw) for name, e in sorted(verified.entries.items())},
-    }
-    return write_if_changed(dest / CATALOGUE_JSON, pretty_json(document))
+    with verified:
+        header = {"repository": url, "archive": archive, "payload": verified.payload_kind,
+                  "payload_sha256": verified.payload_sha256, "fingerprint": verified.fingerprint}
+        return write_chunks_if_changed(dest / CATALOGUE_JSON, catalogue_json(header, verified.rows))
+
+
+def catalogue_json(header: dict, rows: RowSpool) -> Iterator[bytes]:
+    """catalogue.json, a package at a time: the bytes pretty_json({**header, "packages": rows}) spells."""
+    def dump(value, indent: str) -> str:
+        return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False).replace("\n", "\n" + indent)
+
+    keys = sorted([*header, "packages"])
+    yield b"{\n"
+    for n, key in enumerate(keys):
+        yield f'  {json.dumps(key)}: '.encode()
+        if key != "packages":
+            yield dump(header[key], "  ").encode()
+        elif not len(rows):
+            yield b"{}"
+        else:
+            yield b"{\n"
+            for i, name in enumerate(rows):
+                row = json.loads(rows.raw(name))
+                yield f'    {json.dumps(name, ensure_ascii=False)}: {dump(row, "    ")}'.encode()
+                yield b",\n" if i + 1 < len(rows) else b"\n"
+            yield b"  }"
+        yield b",\n" if n + 1 < len(keys) else b"\n"
+    yield b"}\n"
 
 
 def read_catalogue(dest: Path) -> dict:
+    """catalogue.json, its packages spooled to disk (bounded memory, however many there are)."""
+    path = dest / CATALOGUE_JSON
+    rows = RowSpool(str(dest))
     try:
-        return read_json(dest / CATALOGUE_JSON)
+        with open(path, "rb") as f:
+            document, kind = read_document(f, "packages", rows.add)
     except FileNotFoundError:
-        raise RepositoryError(f"{dest / CATALOGUE_JSON}: no catalogue fetched yet") from None
+        rows.close()
+        raise RepositoryError(f"{path}: no catalogue fetched yet") from None
+    except (StreamError, UnicodeDecodeError) as e:
+        rows.close()
+        raise RepositoryError(f"{path}: damaged ({e}); fetch it again") from None
+    if kind != "object":
+        rows.close()
+        raise RepositoryError(f"{path}: damaged (no \"packages\" object); fetch it again")
+    document["packages"] = rows
+    return document

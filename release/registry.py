@@ -164,8 +164,10 @@ class Registry:
         self.chunk_size = chunk_size
         self.monolithic_limit = monolithic_limit
         self.max_workers = max_workers
-        self.transport = Transport(user_agent=user_agent, timeout=timeout, verify=tls_verify, retry=self.retry,
-                                   name=self.name)
+        if parts.scheme == "https" and not tls_verify:
+            # explicitly configured: say it once here rather than urllib3 once per request
+            log.warning("%s: TLS certificate verification is disabled", self.name)
+        self.transport = Transport(user_agent=user_agent, timeout=timeout, verify=tls_verify, retry=self.retry)
         self.auth = Authenticator(self.name, credentials, transport=self.transport, origin=self.origin)
         self.stats = PushReport()            # every request of this client, all pushes together
         self._known: set[tuple[str, str]] = set()   # (repository, digest) seen present
@@ -550,11 +552,23 @@ def _held(resp: Reply) -> int | None:
     return 0 if last == 0 else last + 1
 
 
+_ERROR_CODE = re.compile(r'"code"\s*:\s*"([^"\\]{0,100})"')
+_ERROR_MESSAGE = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.){0,400})')
+
+
 def _error_detail(resp: Reply) -> str:
-    """": CODE: message" from a distribution error body, when there is one (cut: the registry chose it)."""
+    """": CODE: message" from a distribution error body, when there is one (cut: the registry chose it).
+
+    Only a prefix of the body was read (read_capped), so a huge body is not
+    valid JSON any more: its first code and message are then picked out as text.
+    """
     try:
-        errors = json.loads(resp.content or b"{}").get("errors") or []
-        first = errors[0]
-        return cut(f": {first.get('code', '?')}: {first.get('message', '')}".rstrip(": "))
+        first = (json.loads(resp.content or b"{}").get("errors") or [])[0]
+        code, message = str(first.get("code", "?")), str(first.get("message", ""))
     except (ValueError, AttributeError, IndexError, TypeError):
-        return ""
+        text = resp.content[:4096].decode("utf-8", "replace")
+        code_match, message_match = _ERROR_CODE.search(text), _ERROR_MESSAGE.search(text)
+        if not code_match:
+            return ""
+        code, message = code_match.group(1), message_match.group(1) if message_match else ""
+    return cut(f": {code}: {message}".rstrip(": "))

@@ -52,6 +52,7 @@ class _Rule:
     nth: int
     times: int
     status: int | None = None
+    message: str = "fault injected by the test proxy"
     drop_after: int | None = None
     header: tuple[str, str] | None = None
     seen: int = 0
@@ -96,10 +97,12 @@ class FaultProxy:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}"
 
-    def fail(self, method: str, pattern: str, *, status: int = 500, nth: int = 1, times: int = 1) -> None:
-        """Answer *status* to the *nth* (and following, *times* in all) *method* request matching *pattern*."""
+    def fail(self, method: str, pattern: str, *, status: int = 500, nth: int = 1, times: int = 1,
+             message: str = "fault injected by the test proxy") -> None:
+        """Answer *status* (with *message* in a distribution error body) to the *nth* (and following,
+        *times* in all) *method* request matching *pattern*."""
         with self._lock:
-            self._rules.append(_Rule(method, re.compile(pattern), nth, times, status=status))
+            self._rules.append(_Rule(method, re.compile(pattern), nth, times, status=status, message=message))
 
     def drop(self, method: str, pattern: str, *, after_bytes: int, nth: int = 1, times: int = 1) -> None:
         """Reset the connection after *after_bytes* body bytes of the *nth* matching request."""
@@ -215,7 +218,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             for piece in self._body():
                 record.body_bytes += len(piece)
             record.fault = f"answered {rule.status}"
-            body = json.dumps({"errors": [{"code": "UNKNOWN", "message": "fault injected by the test proxy"}]})
+            body = json.dumps({"errors": [{"code": "UNKNOWN", "message": rule.message}]})
             record.status = rule.status
             self.send_response_only(rule.status)
             self.send_header("Content-Type", "application/json")

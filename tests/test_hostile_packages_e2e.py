@@ -75,3 +75,21 @@ def test_a_percent_encoded_climb_out_of_a_file_mirror_is_refused(tmp_path: Path)
     assert refused(h) == (f"fetch:{RELEASE}:{ARCH}: {url}: data: package FreeBSD-evil: unsafe path '{climb}' "
                           "(must stay inside the repository)")
     assert not (h.work / "cache").exists() or not any(p.is_file() for p in (h.work / "cache").rglob("*"))
+
+
+def test_an_oversized_meta_conf_is_refused_and_not_kept(tmp_path: Path) -> None:
+    h = hostile_release(tmp_path, {})
+    (h.pkgbase / "meta.conf").write_bytes(b"version = 2;\n" + b"#" * (2 << 20) + b"\n")
+    url = f"{(tmp_path / 'pkgbase').as_uri()}/FreeBSD:14:{ARCH}/base_release_2/meta.conf"
+    assert refused(h) == (f"fetch:{RELEASE}:{ARCH}: {url}: larger than 1048576 bytes, more than such a file may be "
+                          "(it is read before its signature is checked)")
+    assert not (h.work / "repos" / RELEASE / ARCH / "meta.conf").exists()
+
+
+def test_a_malformed_meta_conf_is_not_kept_for_the_next_run(tmp_path: Path) -> None:
+    h = hostile_release(tmp_path, {})
+    (h.pkgbase / "meta.conf").write_bytes(b"version = 2;\npacking_format = \"rar\";\n")
+    line = refused(h)
+    assert line.startswith(f"fetch:{RELEASE}:{ARCH}: ") and "packing_format: unknown packing format 'rar'" in line
+    repo = h.work / "repos" / RELEASE / ARCH
+    assert not (repo / "meta.conf").exists() and not (repo / "meta.conf.http.json").exists()

@@ -59,7 +59,7 @@ def test_push_refuses_an_upload_sent_from_https_to_http(built, basic_registry, t
         assert plain.log() == []
     assert proc.returncode == 2
     [warning, line] = error_lines(proc)
-    assert warning == f"release.http: {front.host}: TLS certificate verification is disabled"    # configured so
+    assert warning == f"release.registry: {front.host}: TLS certificate verification is disabled"  # configured so
     assert re.fullmatch(rf"push:{RELEASE}: {front.host}: sent the upload to {plain.url}/v2/freebsd-base/blobs/"
                         r"uploads/[0-9a-f-]{36}: refusing to downgrade https to http", line), line
 
@@ -75,3 +75,14 @@ def test_a_mirror_that_redirects_in_a_loop_is_one_line(tmp_path: Path):
     assert h0.pkgbase == h.pkgbase and proc.returncode == 2
     url = f"{mirror.url}{base}/meta.conf"
     assert error_lines(proc) == [f"fetch:{RELEASE}:{ARCH}: {url}: redirect loop ({url} -> {url}.moved -> {url})"]
+
+
+def test_a_registry_s_huge_error_body_is_cut_in_the_message(built, basic_registry, tmp_path):
+    with FaultProxy(basic_registry.url) as front:
+        front.fail("PUT", r"/manifests/", status=400, times=100, message="lies " * 200_000)   # a megabyte
+        proc = push(built, tmp_path, front.url, front.host)
+    assert proc.returncode == 1
+    assert len(error_lines(proc)) == 1, proc.stderr[-3000:]
+    [line] = error_lines(proc)
+    assert line.startswith(f"push:{RELEASE}: {front.host}/freebsd-base: PUT manifest sha256:")
+    assert ": HTTP 400 Bad Request: UNKNOWN: lies lies " in line and line.endswith("…") and len(line) < 400
