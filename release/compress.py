@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import ConfigError, LayerError
-from .fsutil import TMP_PREFIX
+from .fsutil import TMP_PREFIX, disk_errors
 
 CHUNK = 1 << 20
 MEDIA_TYPES = {
@@ -277,6 +277,10 @@ class BlobWriter:
     def write(self, data: bytes) -> int:
         if self._file.closed:
             raise LayerError(f"{self._tmp}: blob writer already finished")
+        with disk_errors(f"{self.blobs_dir} (a blob being written)"):
+            return self._write(data)
+
+    def _write(self, data: bytes) -> int:
         self._diff.update(data)
         self._pending += data
         if len(self._pending) >= CHUNK:
@@ -297,29 +301,34 @@ class BlobWriter:
         if self.result is not None:
             return self.result
         try:
-            if self._pending:
-                self._submit(bytes(self._pending))
-                self._pending.clear()
-            self._stop()
-            if self._error is not None:
-                raise self._error
-            self._emit(self._codec.flush())
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            hexdigest = self._digest.hexdigest()
-            final = self.blobs_dir / hexdigest
-            if final.exists():
-                self._tmp.unlink()
-            else:
-                os.chmod(self._tmp, 0o644)
-                os.replace(self._tmp, final)
+            with disk_errors(f"{self.blobs_dir} (a blob being written)"):
+                hexdigest = self._finish()
         except BaseException:
             self.abort()
             raise
         self.result = Blob(digest="sha256:" + hexdigest, diff_id="sha256:" + self._diff.hexdigest(),
                            size=self._size, media_type=MEDIA_TYPES[self.media])
         return self.result
+
+    def _finish(self) -> str:
+        if self._pending:
+            self._submit(bytes(self._pending))
+            self._pending.clear()
+        self._stop()
+        if self._error is not None:
+            raise self._error
+        self._emit(self._codec.flush())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        hexdigest = self._digest.hexdigest()
+        final = self.blobs_dir / hexdigest
+        if final.exists():
+            self._tmp.unlink()
+        else:
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, final)
+        return hexdigest
 
     def abort(self) -> None:
         """Drop the partial blob (safe to call more than once)."""

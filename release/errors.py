@@ -75,3 +75,7 @@ class ToolError(ReleaseError):
 
 class BusyError(ReleaseError):
     """Another pipeline run holds the work directory."""
+
+
+class DiskError(ReleaseError):
+    """A file could not be written: a full disk, a quota, a read-only file system (the message names it)."""

@@ -35,8 +35,8 @@ from typing import IO, Callable, Iterator
 
 import requests
 
-from .errors import FetchError, InputError, IntegrityError, RepositoryError
-from .fsutil import TMP_PREFIX, atomic_output, pretty_json, read_json
+from .errors import DiskError, FetchError, InputError, IntegrityError, RepositoryError
+from .fsutil import TMP_PREFIX, atomic_output, disk_errors, pretty_json, read_json
 from .http import (RetryPolicy, Transient, Transport, status_text, status_transient, transient_errors,
                    transport_cause)
 from .progress import NullProgress, Progress
@@ -269,9 +269,9 @@ class Fetcher:
             if partial.resumed and not partial.matches(job):
                 partial.restart()
                 self._transfer(job, partial)
-        except FetchError:
-            # A run that gives up leaves nothing behind; only a killed run leaves a
-            # partial, and the next run resumes it.
+        except (FetchError, DiskError):
+            # A run that gives up leaves nothing behind (and gives a full disk its space
+            # back); only a killed run leaves a partial, and the next run resumes it.
             partial.discard()
             raise
         if not partial.matches(job):
@@ -430,7 +430,8 @@ class _Partial:
 
     @contextlib.contextmanager
     def appending(self) -> Iterator[Callable[[bytes, DownloadJob], None]]:
-        with open(self.path, "ab") as f:
+        # a full disk names the file being downloaded, not its temporary name
+        with disk_errors(self.path.with_name(self.path.name.removeprefix(TMP_PREFIX))), open(self.path, "ab") as f:
             def append(chunk: bytes, job: DownloadJob) -> None:
                 if self.expected_size is not None and self.summer.size + len(chunk) > self.expected_size:
                     self.discard()

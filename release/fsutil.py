@@ -20,6 +20,20 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 TMP_PREFIX = ".partial-"
+# errors of the file system rather than of the program: named by path in one line (DiskError)
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def disk_errors(path: str | os.PathLike) -> Iterator[None]:
+    """A full disk (or quota, read-only file system) while writing *path*: one line naming it."""
+    from .errors import DiskError
+    try:
+        yield
+    except OSError as e:
+        if e.errno in DISK_ERRNOS:
+            raise DiskError(f"{path}: cannot write: {e.strerror}") from None
+        raise
 
 
 def canonical_json(value) -> bytes:
@@ -45,13 +59,15 @@ class _Unchanged(Exception):
 def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[IO[bytes]]:
     """Open a temporary file next to *path*; rename it over *path* only on success.
 
-    On any exception the temporary file is removed and *path* is untouched.
+    On any exception the temporary file is removed and *path* is untouched; a
+    full disk is a DiskError naming *path*.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with disk_errors(path), os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

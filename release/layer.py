@@ -29,7 +29,7 @@ from .builtins.entries import Entry
 from .builtins.scripts import recognise
 from .emulate import Emulation, emulation_for, install_scripts
 from .errors import InputError, StepError
-from .fsutil import file_digest, identity
+from .fsutil import disk_errors, file_digest, identity
 from .install import run_script_action
 from .layerblob import write_layer_blob
 from .pkgfile import open_package
@@ -129,7 +129,7 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
     ws = plan.workspace
     sde = inputs.src.source_date_epoch
     ws.tmp().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=ws.tmp()) as spool:
+    with disk_errors(f"{ws.tmp()} (the layer's spool)"), tempfile.TemporaryFile(dir=ws.tmp()) as spool:
         tree = LayerTree(inputs.parent_view, spool)
         ctx = _context(plan, inputs)
         emulation = emulation_for(plan.arch, sde, inputs.parent_layers, ws.tmp(), ws.blobs()) \

@@ -41,7 +41,7 @@ import zstandard
 
 from .accounts import lookup, name_to_id
 from .errors import LayerError
-from .fsutil import TMP_PREFIX
+from .fsutil import TMP_PREFIX, disk_errors
 from .tree import LayerTree, entries_sorted
 
 CHUNK = 1 << 20
@@ -354,18 +354,20 @@ def materialise(parent_dir: Path, lowers: Sequence[LayerBlob], tree: LayerTree |
     The directory carries the work directory's partial-file prefix, so even a
     SIGKILLed build's root is swept by the next run.
     """
-    parent_dir.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "root-", dir=parent_dir))
+    with disk_errors(parent_dir):
+        parent_dir.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "root-", dir=parent_dir))
     try:
         os.chmod(path, 0o755)
         root = Root(path)
         w = _Writer(root)
         try:
-            for blob in lowers:
-                extract_layer(w, blob)
-            root.lower = frozenset(walk_paths(path))
-            if tree is not None:
-                write_layer_into_root(w, tree, sde)
+            with disk_errors(f"{path} (the image root for running its programs)"):
+                for blob in lowers:
+                    extract_layer(w, blob)
+                root.lower = frozenset(walk_paths(path))
+                if tree is not None:
+                    write_layer_into_root(w, tree, sde)
         finally:
             w.close()
         yield root

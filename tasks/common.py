@@ -15,6 +15,7 @@ from release import matrix as matrix_mod
 from release import planner
 from release.demo import inputs as demo_inputs
 from release.errors import BusyError, ConfigError, InputError, ReleaseError
+from release.fsutil import DISK_ERRNOS
 from release.plans import Plan
 from release.workspace import Workspace, claim_workdir, lock_workdir, sweep_partials
 
@@ -157,6 +158,10 @@ def run_action(func, kwargs: dict):
         result = func(**kwargs)
     except ReleaseError as e:
         return (TaskError if e.exit_status == 2 else TaskFailed)(str(e))
+    except OSError as e:                # a full disk the library met where it names no path itself
+        if e.errno not in DISK_ERRNOS:
+            raise
+        return TaskFailed(f"{e.filename or 'the work directory'}: cannot write: {e.strerror}")
     return result if isinstance(result, dict) else None
 
 

@@ -3,10 +3,16 @@
 - a release name, version, flavour or architecture name holding "/" or ".."
   would become a path outside the work directory and the output tree;
 - workdir= pointing at a directory that is not a work directory (the crash
-  sweep deletes temporary names in a work directory, and only there).
+  sweep deletes temporary names in a work directory, and only there);
+- a work directory whose disk fills up.
 """
 from __future__ import annotations
 
+import hashlib
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import toml
@@ -72,3 +78,25 @@ def test_the_sweep_stays_in_the_work_directory_s_own_folders(tmp_path: Path) -> 
     doit(h.config, work, f"build:{RELEASE}")
     assert not left.exists()
     assert mine.read_text() == "not the pipeline's\n" and (outside / "sub" / ".partial-x").is_file()
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """The work directory on a 3 MiB file system (a tmpfs in a private mount namespace), a 3 MiB package."""
+    from release.pkgfile import Member
+    from tests.conftest import PROJECT, need_tool
+    from tests.emulation_support import TIME, need_root
+    need_root()
+    need_tool("unshare", "util-linux")
+    noise = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range((3 << 20) // 32))   # incompressible
+    h = hostile_release(tmp_path / "in", {"FreeBSD-big": [Member("/usr/share/big", "file", 0o644, data=noise,
+                                                                  mtime=TIME)]})
+    work = tmp_path / "work"
+    work.mkdir()
+    doit_cmd = shlex.join([sys.executable, "-m", "doit", "-f", str(PROJECT / "dodo.py"), f"config={h.config}",
+                           f"workdir={work}", f"build:{RELEASE}"])
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=3m tmpfs {work} && exec {doit_cmd}"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    [line] = error_lines(proc)
+    assert re.fullmatch(rf"download:{RELEASE}:amd64: {work}/cache/packages/blake2b/\w+\.pkg: cannot write: "
+                        "No space left on device", line), line
