@@ -88,11 +88,12 @@ def test_verify_tree_accepts_the_signed_snapshot_tree_publish_just_made(built, t
     assert proc.stdout.strip().endswith(f"{tree}: 1 published directory verified")
 
 
-def test_a_symlinked_date_directory_is_refused_and_its_target_untouched(built, tmp_path: Path) -> None:
+@pytest.mark.parametrize("date", ["today", "20000101"])       # the build's own date, or an old one to prune
+def test_a_symlinked_date_directory_is_refused_and_its_target_untouched(built, tmp_path: Path, date: str) -> None:
     h, _ = built
     tree = tmp_path / "tree"
     target, files = victim(tmp_path)
-    day = arch_dir(tree) / build_date(h)
+    day = arch_dir(tree) / (build_date(h) if date == "today" else date)
     day.parent.mkdir(parents=True)
     day.symlink_to(target)
     assert one_line(publish(h, tmp_path, tree)) == (
@@ -101,45 +102,23 @@ def test_a_symlinked_date_directory_is_refused_and_its_target_untouched(built, t
     assert untouched(target, files)
 
 
-def test_an_old_date_directory_that_is_a_symlink_is_never_pruned_through(built, tmp_path: Path) -> None:
-    h, _ = built
-    tree = tmp_path / "tree"
-    target, files = victim(tmp_path)
-    old = arch_dir(tree) / "20000101"
-    old.parent.mkdir(parents=True)
-    old.symlink_to(target)
-    assert one_line(publish(h, tmp_path, tree)) == (
-        f"publish:{RELEASE}: {old}: a symlink (to {target}) where publish expects its own directory; "
-        "refusing to follow or replace it")
-    assert untouched(target, files)
-
-
-def test_a_foreign_link_in_latest_is_refused(built, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["Latest", "date"])
+def test_a_foreign_symlink_among_the_published_files_is_refused(built, tmp_path: Path, where: str) -> None:
     h, _ = built
     tree = tmp_path / "tree"
     assert publish(h, tmp_path, tree).returncode == 0
     target, files = victim(tmp_path)
-    link = arch_dir(tree) / "Latest" / "BUILDINFO.json"
+    if where == "Latest":           # publish makes links there, but only ../<date>/<file> ones
+        link, aim, wanted = arch_dir(tree) / "Latest" / "BUILDINFO.json", target / "notes", "link to ../<date>/<file>"
+    else:                           # and none at all in a date directory
+        day = arch_dir(tree) / build_date(h)
+        link = next(p for p in day.iterdir() if p.name.startswith("CHECKSUM.SHA256-") and p.name.endswith(".sig"))
+        aim, wanted = target / "CHECKSUM.SHA256", "file"
     link.unlink()
-    link.symlink_to(target / "notes")
+    link.symlink_to(aim)
     assert one_line(publish(h, tmp_path, tree)) == (
-        f"publish:{RELEASE}: {link}: a symlink (to {target / 'notes'}) where publish expects its own "
-        "link to ../<date>/<file>; refusing to follow or replace it")
-    assert untouched(target, files)
-
-
-def test_a_symlink_inside_a_date_directory_is_refused(built, tmp_path: Path) -> None:
-    h, _ = built
-    tree = tmp_path / "tree"
-    assert publish(h, tmp_path, tree).returncode == 0
-    target, files = victim(tmp_path)
-    day = arch_dir(tree) / build_date(h)
-    checksum = next(p for p in day.iterdir() if p.name.startswith("CHECKSUM.SHA256-") and p.name.endswith(".sig"))
-    checksum.unlink()
-    checksum.symlink_to(target / "CHECKSUM.SHA256")
-    assert one_line(publish(h, tmp_path, tree)) == (
-        f"publish:{RELEASE}: {checksum}: a symlink (to {target / 'CHECKSUM.SHA256'}) where publish expects "
-        "its own file; refusing to follow or replace it")
+        f"publish:{RELEASE}: {link}: a symlink (to {aim}) where publish expects its own {wanted}; "
+        "refusing to follow or replace it")
     assert untouched(target, files)
 
 

@@ -195,22 +195,24 @@ def test_a_path_with_children_claimed_as_a_file_is_refused(h: Harness) -> None:
         h.build(steps=ACCOUNTS)
 
 
-def test_a_symlink_over_children_of_a_lower_layer_is_refused_naming_both(h: Harness) -> None:
-    lower = ParentView(nondirs={"/a/master.passwd": ["file", "FreeBSD-base"]}, files=dict(
-        (e.path, e.data) for e in ACCOUNTS if e.kind == "file"))
-    h.package("FreeBSD-evil", [Member("/a", "symlink", 0o755, target="/etc")])
-    with pytest.raises(LayerError, match=r"^FreeBSD-base: /a/master.passwd \(in a lower layer\): parent /a is a symlink "
-                                         r"\(to /etc, from FreeBSD-evil\); refusing to write through it$"):
-        h.build(parent=lower)
+def lower_with(path: str, owner: str) -> ParentView:
+    """The view of a lower layer holding the accounts and one regular file of *owner*."""
+    return ParentView(nondirs={path: ["file", owner]}, files={e.path: e.data for e in ACCOUNTS if e.kind == "file"})
 
 
-def test_a_file_of_a_lower_layer_cannot_become_a_directory_above(h: Harness) -> None:
-    lower = ParentView(nondirs={"/usr/lib/x": ["file", "FreeBSD-base"]}, files=dict(
-        (e.path, e.data) for e in ACCOUNTS if e.kind == "file"))
-    h.package("FreeBSD-a", [Member("/usr/lib/x/y", "file", 0o644, data=b"y")])
-    with pytest.raises(LayerError, match=r"FreeBSD-a: /usr/lib/x/y: parent /usr/lib/x is a file in a lower layer "
-                                         r"\(from FreeBSD-base\), not a directory"):
-        h.build(parent=lower)
+@pytest.mark.parametrize("lower, member, message", [
+    ("/a/master.passwd", Member("/a", "symlink", 0o755, target="/etc"),
+     r"^FreeBSD-base: /a/master.passwd \(in a lower layer\): parent /a is a symlink \(to /etc, from FreeBSD-evil\); "
+     r"refusing to write through it$"),
+    ("/usr/lib/x", Member("/usr/lib/x/y", "file", 0o644, data=b"y"),
+     r"^FreeBSD-evil: /usr/lib/x/y: parent /usr/lib/x is a file in a lower layer \(from FreeBSD-base\), "
+     r"not a directory$"),
+])
+def test_the_layers_below_count_for_the_invariant_naming_both(h: Harness, lower: str, member: Member,
+                                                              message: str) -> None:
+    h.package("FreeBSD-evil", [member])
+    with pytest.raises(LayerError, match=message):
+        h.build(parent=lower_with(lower, "FreeBSD-base"))
 
 
 def test_the_view_handed_down_names_every_non_directory_and_its_owner(h: Harness) -> None:
