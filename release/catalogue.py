@@ -17,7 +17,6 @@ import gzip
 import hashlib
 import json
 import lzma
-import re
 import tarfile
 import tempfile
 import urllib.parse
@@ -27,14 +26,11 @@ from types import MappingProxyType
 from typing import IO, Any, Iterator, Mapping
 
 import zstandard
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from . import ucl
 from .errors import IntegrityError, RepositoryError, SignatureError
 from .jsonstream import NotAnObject, RowSpool, StreamError, read_document
+from .pkgsig import check_fingerprints, check_pubkey
 from .sums import sum_kind
 
 PACKING_FORMATS = ("tzst", "txz", "tbz", "tgz", "tar")
@@ -297,9 +293,9 @@ def open_catalogue(archive: Path, source: str, *, signature_type: str,
         raise RepositoryError(f"{source}: holds neither {meta.data!r} nor {meta.manifests!r}")
     with found.payload:
         if signature_type == "fingerprints":
-            used = _check_fingerprints(source, found.small, found.payload_sha256, fingerprints)
+            used = check_fingerprints(source, found.small, found.payload_sha256, fingerprints)
         elif signature_type == "pubkey":
-            used = _check_pubkey(source, found.small.get("signature"), found.payload_sha256, pubkey)
+            used = check_pubkey(source, found.small.get("signature"), found.payload_sha256, pubkey)
         else:
             if found.small:
                 raise SignatureError(f"{source}: signed ({', '.join(sorted(found.small))}) but "
@@ -318,126 +314,6 @@ def open_catalogue(archive: Path, source: str, *, signature_type: str,
             raise
     return VerifiedCatalogue(source=source, payload_kind=kind, payload_sha256=found.payload_sha256,
                              fingerprint=used, rows=spool)
-
-
-# -- signatures ------------------------------------------------------------------
-# RSA_verify(NID_sha1, <64-byte hex>, ...) of pubkey-mode repositories signed by
-# pkg before OpenSSL 3: a SHA-1 DigestInfo whose "digest" is the hex text itself.
-_LEGACY_DIGESTINFO = bytes.fromhex("304d300906052b0e03021a05000440")
-
-
-def signed_message(payload_sha256: str) -> bytes:
-    """What pkg signs: the ASCII hex sha256 of the payload (not the payload)."""
-    return payload_sha256.encode("ascii")
-
-
-def read_fingerprint(text: bytes, source: str) -> str:
-    """The sha256 hex in one trust-store file (``function: "sha256"`` UCL)."""
-    try:
-        doc = ucl.loads(text.decode("utf-8"), source)
-    except UnicodeDecodeError:
-        raise RepositoryError(f"{source}: not UTF-8 text") from None
-    fields = {key.lower(): value for key, value in doc.items()}
-    function, fingerprint = fields.get("function"), fields.get("fingerprint")
-    if not isinstance(function, str) or not isinstance(fingerprint, str):
-        raise RepositoryError(f"{source}: needs string keys 'function' and 'fingerprint'")
-    if function.lower() != "sha256":
-        raise RepositoryError(f"{source}: unsupported hashing function {function!r}")
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", fingerprint):
-        raise RepositoryError(f"{source}: fingerprint is not 64 hex digits")
-    return fingerprint.lower()
-
-
-def load_fingerprints(directory: Path) -> frozenset[str]:
-    """Every fingerprint in a ``trusted/`` or ``revoked/`` directory.
-
-    A missing directory is empty (pkg tolerates a missing ``revoked/``);
-    dot files are skipped; any other unreadable file is an error rather than
-    pkg's silent skip, because a broken trust store should stop a release.
-    """
-    if not directory.is_dir():
-        return frozenset()
-    found = set()
-    for path in sorted(directory.iterdir()):
-        if not path.name.startswith(".") and path.is_file():
-            found.add(read_fingerprint(path.read_bytes(), str(path)))
-    return frozenset(found)
-
-
-def _rsa_key(pem: bytes, source: str, what: str) -> rsa.RSAPublicKey:
-    try:
-        key = load_pem_public_key(pem)
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise SignatureError(f"{source}: cannot read {what} ({exc})") from None
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise SignatureError(f"{source}: {what} is not an RSA key")
-    return key
-
-
-def _verifies(key: rsa.RSAPublicKey, signature: bytes, payload_sha256: str, legacy: bool) -> bool:
-    try:
-        key.verify(signature, signed_message(payload_sha256), padding.PKCS1v15(), SHA256())
-        return True
-    except InvalidSignature:
-        pass
-    if legacy:
-        try:
-            recovered = key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
-        except InvalidSignature:
-            return False
-        return recovered == _LEGACY_DIGESTINFO + signed_message(payload_sha256)
-    return False
-
-
-def _check_fingerprints(source: str, members: dict[str, bytes], payload_sha256: str,
-                        fingerprints: Path | None) -> str:
-    """pkg_repo_check_fingerprint + rsa_verify_cert: revoked wins, one trusted
-    key whose signature verifies suffices.  Returns that key's fingerprint."""
-    if fingerprints is None:
-        raise SignatureError(f"{source}: signature_type fingerprints needs a fingerprints directory")
-    signers: dict[str, dict[str, bytes]] = {}
-    for name, data in members.items():
-        if name.endswith((".sig", ".pub")):
-            signers.setdefault(name[:-4], {})[name[-3:]] = data
-    if not any("sig" in parts for parts in signers.values()):
-        raise SignatureError(f"{source}: no signature in the archive (no <payload>.sig member)")
-    trusted = load_fingerprints(Path(fingerprints) / "trusted")
-    if not trusted:
-        raise SignatureError(f"{source}: no trusted fingerprints in {Path(fingerprints) / 'trusted'}")
-    revoked = load_fingerprints(Path(fingerprints) / "revoked")
-    candidates: list[tuple[str, bytes, bytes]] = []
-    for name in sorted(signers):
-        parts = signers[name]
-        if "sig" not in parts or "pub" not in parts:
-            have, want = ("sig", "pub") if "sig" in parts else ("pub", "sig")
-            raise SignatureError(f"{source}: {name}.{have} has no matching {name}.{want}")
-        fingerprint = hashlib.sha256(parts["pub"]).hexdigest()
-        if fingerprint in revoked:
-            raise SignatureError(f"{source}: key {fingerprint} is revoked")
-        if fingerprint in trusted:
-            candidates.append((fingerprint, parts["sig"], parts["pub"]))
-    if not candidates:
-        keys = ", ".join(hashlib.sha256(p["pub"]).hexdigest() for _, p in sorted(signers.items()))
-        raise SignatureError(f"{source}: signed by an untrusted key (sha256 {keys})")
-    for fingerprint, signature, pub in candidates:
-        if _verifies(_rsa_key(pub, source, f"key {fingerprint}"), signature, payload_sha256, legacy=False):
-            return fingerprint
-    raise SignatureError(f"{source}: signature does not verify (key sha256 {candidates[0][0]})")
-
-
-def _check_pubkey(source: str, signature: bytes | None, payload_sha256: str, pubkey: bytes | None) -> str:
-    """The ``signature`` member against the configured key; pkg drops the
-    trailing NUL that its signer appends.  Returns the key's fingerprint."""
-    if pubkey is None:
-        raise SignatureError(f"{source}: signature_type pubkey needs a public key")
-    if signature is None:
-        raise SignatureError(f"{source}: no signature in the archive (no 'signature' member)")
-    key = _rsa_key(pubkey, source, "the configured public key")
-    if len(signature) == (key.key_size + 7) // 8 + 1 and signature.endswith(b"\0"):
-        signature = signature[:-1]
-    if not _verifies(key, signature, payload_sha256, legacy=True):
-        raise SignatureError(f"{source}: signature does not verify against the configured public key")
-    return hashlib.sha256(pubkey).hexdigest()
 
 
 # -- payloads ------------------------------------------------------------------

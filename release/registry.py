@@ -30,18 +30,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from .errors import FetchError, InputError
-from .http import (Credential, Origin, Refused, RetryPolicy, Transient, Transport, TransportError, check_next, cut,
-                   is_loopback, read_capped, status_text, status_transient)
+from .http import (Credential, Origin, Refused, RetryPolicy, Transient, Transport, TransportError, check_next, is_loopback, read_capped, status_text, status_transient)
+from .distribution import DIGEST, TAG, Reply, bytes_held, check_name, error_detail, scope
 from .oci import INDEX_TYPES, MANIFEST_TYPES, blob_path, reachable_blobs
 from .regauth import Authenticator, Credentials
 
@@ -50,10 +49,6 @@ log = logging.getLogger("release.registry")
 MiB = 1 << 20
 MAX_DOCUMENT = 4 * MiB          # the largest manifest or index a registry must accept (distribution spec)
 OCTET_STREAM = "application/octet-stream"
-_REPO_NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_RANGE = re.compile(r"^(?:bytes=)?0-(\d+)$")
 
 
 class RegistryError(FetchError):
@@ -64,16 +59,6 @@ class RegistryRefused(RegistryError):
     """A registry's answer the client will not follow (a downgrade, a loop, a foreign 401): bad input."""
 
     exit_status = 2
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A registry's answer, read: status, headers and (a capped prefix of) the body."""
-
-    status_code: int
-    reason: str
-    headers: Mapping[str, str]
-    content: bytes
 
 
 @dataclass
@@ -232,7 +217,7 @@ class Registry:
                     continue
                 if problem is None:
                     return reply
-                problem = Transient(f"{problem.cause}{_error_detail(reply)}", problem.retry_after)
+                problem = Transient(f"{problem.cause}{error_detail(reply)}", problem.retry_after)
             log.debug("%s %s failed: %s", method, url, problem.cause)
             if not retry:
                 raise problem
@@ -259,7 +244,7 @@ class Registry:
 
     def _refused(self, resp: Reply, repo: str, what: str) -> RegistryError:
         return RegistryError(f"{self.name}/{repo}: {what}: {status_text(resp.status_code, resp.reason)}"
-                             f"{_error_detail(resp)}")
+                             f"{error_detail(resp)}")
 
     def _backoff(self, report: PushReport, failures: int, repo: str, what: str, problem: str,
                  retry_after: float = 0.0) -> None:
@@ -278,9 +263,9 @@ class Registry:
         HEAD and the upload that may follow.
         """
         report = report or self.stats
-        _check_name(repo)
+        check_name(repo)
         resp = self._request("HEAD", f"{self.base}/v2/{repo}/blobs/{digest}", repo=repo, report=report,
-                             what=f"HEAD blob {digest}", scopes=(_scope(repo, actions),))
+                             what=f"HEAD blob {digest}", scopes=(scope(repo, actions),))
         if resp.status_code == 200:
             self._known.add((repo, digest))
             return True
@@ -292,8 +277,8 @@ class Registry:
                   report: PushReport | None = None) -> str:
         """Make the registry hold blob *digest* in *repo*: "present", "mounted" or "uploaded"."""
         report = report or self.stats
-        _check_name(repo)
-        if not _DIGEST.fullmatch(digest):
+        check_name(repo)
+        if not DIGEST.fullmatch(digest):
             raise InputError(f"{digest!r}: not a sha256 digest")
         if self.blob_exists(repo, digest, report=report, actions="pull,push"):
             self._count(report, blobs_present=1)
@@ -319,7 +304,7 @@ class Registry:
         url = f"{self.base}/v2/{repo}/blobs/uploads/?mount={digest}&from={urllib.parse.quote(source, safe='/')}"
         what = f"mount blob {digest} from {source}"
         resp = self._request("POST", url, repo=repo, what=what, report=report,
-                             scopes=(_scope(repo, "pull,push"), _scope(source, "pull")))
+                             scopes=(scope(repo, "pull,push"), scope(source, "pull")))
         if resp.status_code == 201:
             self._check_digest(resp, digest, repo, what)
             return None
@@ -330,7 +315,7 @@ class Registry:
     def _start_upload(self, repo: str, report: PushReport) -> str:
         url = f"{self.base}/v2/{repo}/blobs/uploads/"
         resp = self._request("POST", url, repo=repo, report=report, what="start blob upload",
-                             scopes=(_scope(repo, "pull,push"),))
+                             scopes=(scope(repo, "pull,push"),))
         if resp.status_code != 202 or not resp.headers.get("Location"):
             raise self._refused(resp, repo, "start blob upload")
         return self._url(url, resp.headers["Location"])
@@ -372,27 +357,27 @@ class Registry:
         headers = {"Content-Type": OCTET_STREAM, "Content-Range": f"{offset}-{offset + length - 1}",
                    "Content-Length": str(length)}
         resp = self._request("PATCH", location, repo=repo, report=report, headers=headers, retry=False,
-                             what=f"upload chunk at {offset}", scopes=(_scope(repo, "pull,push"),),
+                             what=f"upload chunk at {offset}", scopes=(scope(repo, "pull,push"),),
                              body=lambda: _FileSlice(path, offset, length))
         if resp.status_code == 416:
             raise Transient(f"registry refused the chunk at {offset} (HTTP 416)")
         if resp.status_code != 202:
             raise self._refused(resp, repo, f"upload chunk at {offset}")
         self._count(report, bytes_uploaded=length)
-        held = _held(resp)
+        held = bytes_held(resp)
         return self._url(location, resp.headers.get("Location") or location), \
             offset + length if held is None else held
 
     def _upload_status(self, repo: str, location: str, report: PushReport) -> tuple[str | None, int]:
         """GET the upload URL: (new URL, bytes held), or (None, 0) when the session is gone."""
         resp = self._request("GET", location, repo=repo, report=report, what="upload status",
-                             scopes=(_scope(repo, "pull,push"),))
+                             scopes=(scope(repo, "pull,push"),))
         if resp.status_code in (404, 400):   # BLOB_UPLOAD_UNKNOWN / _INVALID: start again
-            log.debug("upload %s lost (%s); restarting", location, _error_detail(resp))
+            log.debug("upload %s lost (%s); restarting", location, error_detail(resp))
             return None, 0
         if resp.status_code not in (200, 204):
             raise self._refused(resp, repo, "upload status")
-        held = _held(resp) or 0
+        held = bytes_held(resp) or 0
         log.debug("upload %s holds %d bytes; resuming there", location, held)
         return self._url(location, resp.headers.get("Location") or location), held
 
@@ -406,7 +391,7 @@ class Registry:
         headers = {"Content-Type": OCTET_STREAM, "Content-Length": str(length)}
         what = f"upload blob {digest}"
         resp = self._request("PUT", url, repo=repo, report=report, headers=headers, retry=False, what=what,
-                             scopes=(_scope(repo, "pull,push"),),
+                             scopes=(scope(repo, "pull,push"),),
                              body=(lambda: _FileSlice(path, offset, length)) if length else None)
         if resp.status_code != 201:
             raise self._refused(resp, repo, what)
@@ -423,17 +408,17 @@ class Registry:
                       report: PushReport | None = None) -> str:
         """PUT the manifest or index *data* (byte-exact) under *reference* (a tag or its digest)."""
         report = report or self.stats
-        _check_name(repo)
+        check_name(repo)
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if _DIGEST.fullmatch(reference):
+        if DIGEST.fullmatch(reference):
             if reference != digest:
                 raise InputError(f"{repo}@{reference}: the manifest's bytes have digest {digest}")
-        elif not _TAG.fullmatch(reference):
+        elif not TAG.fullmatch(reference):
             raise InputError(f"{reference!r}: not a valid tag (letters, digits, _ . -, at most 128)")
         what = f"PUT {'index' if media_type in INDEX_TYPES else 'manifest'} {reference}"
         resp = self._request("PUT", f"{self.base}/v2/{repo}/manifests/{reference}", repo=repo, what=what,
                              report=report, headers={"Content-Type": media_type}, body=data,
-                             scopes=(_scope(repo, "pull,push"),))
+                             scopes=(scope(repo, "pull,push"),))
         if resp.status_code not in (200, 201):
             raise self._refused(resp, repo, what)
         self._check_digest(resp, digest, repo, what)
@@ -445,7 +430,7 @@ class Registry:
         what = f"GET manifest {reference}"
         resp = self._request("GET", f"{self.base}/v2/{repo}/manifests/{reference}", repo=repo, what=what,
                              report=self.stats, headers={"Accept": ", ".join(accept)},
-                             scopes=(_scope(repo, "pull,push"),), limit=MAX_DOCUMENT)
+                             scopes=(scope(repo, "pull,push"),), limit=MAX_DOCUMENT)
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
@@ -457,7 +442,7 @@ class Registry:
         resp = self._request("GET", f"{self.base}/v2/{repo}/referrers/{digest}", repo=repo,
                              what=f"GET referrers {digest}", report=self.stats,
                              headers={"Accept": "application/vnd.oci.image.index.v1+json"},
-                             scopes=(_scope(repo, "pull,push"),))
+                             scopes=(scope(repo, "pull,push"),))
         return resp.status_code == 200 and \
             resp.headers.get("Content-Type", "").startswith("application/vnd.oci.image.index.v1+json")
 
@@ -476,9 +461,9 @@ class Registry:
         if top.get("mediaType") not in kinds:
             raise InputError(f"{top.get('digest')}: {top.get('mediaType')} is not one of {', '.join(sorted(kinds))}")
         for name in (repo, *mount_from):
-            _check_name(name)
+            check_name(name)
         for tag in tags:
-            if not _TAG.fullmatch(tag):
+            if not TAG.fullmatch(tag):
                 raise InputError(f"{repo}:{tag}: not a valid tag (letters, digits, _ . -, at most 128)")
         documents, blobs = walk_tree(blobs_dir, top)
         report = PushReport(repository=repo, digest=top["digest"], tags=list(tags))
@@ -528,47 +513,3 @@ def walk_tree(blobs_dir: Path, top: dict) -> tuple[list[tuple[dict, bytes]], dic
 
     visit(top)
     return documents, blobs
-
-
-def _scope(repo: str, actions: str) -> str:
-    return f"repository:{repo}:{actions}"
-
-
-def _check_name(repo: str) -> None:
-    if not _REPO_NAME.fullmatch(repo) or len(repo) > 255:
-        raise InputError(f"{repo!r}: not a valid repository name (lower case, digits, . _ - and /)")
-
-
-def _held(resp: Reply) -> int | None:
-    """Bytes an upload session holds according to its Range header ("0-<last>").
-
-    "0-0" is what distribution says for an empty session; a session holding
-    exactly one byte is indistinguishable, and never happens with our chunks.
-    """
-    m = _RANGE.match(resp.headers.get("Range", "").strip())
-    if not m:
-        return None
-    last = int(m.group(1))
-    return 0 if last == 0 else last + 1
-
-
-_ERROR_CODE = re.compile(r'"code"\s*:\s*"([^"\\]{0,100})"')
-_ERROR_MESSAGE = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.){0,400})')
-
-
-def _error_detail(resp: Reply) -> str:
-    """": CODE: message" from a distribution error body, when there is one (cut: the registry chose it).
-
-    Only a prefix of the body was read (read_capped), so a huge body is not
-    valid JSON any more: its first code and message are then picked out as text.
-    """
-    try:
-        first = (json.loads(resp.content or b"{}").get("errors") or [])[0]
-        code, message = str(first.get("code", "?")), str(first.get("message", ""))
-    except (ValueError, AttributeError, IndexError, TypeError):
-        text = resp.content[:4096].decode("utf-8", "replace")
-        code_match, message_match = _ERROR_CODE.search(text), _ERROR_MESSAGE.search(text)
-        if not code_match:
-            return ""
-        code, message = code_match.group(1), message_match.group(1) if message_match else ""
-    return cut(f": {code}: {message}".rstrip(": "))

@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives.serialization import (Encoding, PublicFormat
                                                           load_pem_private_key)
 
 from . import ucl
-from .catalogue import PACKING_FORMATS, SIGNATURE_TYPES, RepoMeta, entry_from_manifest, signed_message
+from .catalogue import PACKING_FORMATS, SIGNATURE_TYPES, RepoMeta, entry_from_manifest
+from .pkgsig import signed_message
 from .errors import ConfigError, RepositoryError
 from .fsutil import atomic_write
 

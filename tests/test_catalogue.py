@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat,
                                                           load_pem_private_key)
 
-from release.catalogue import (RepoMeta, catalogue_candidates, load_fingerprints, open_catalogue,
-                               parse_meta, read_fingerprint)
+from release.catalogue import RepoMeta, catalogue_candidates, open_catalogue, parse_meta
+from release.pkgsig import load_fingerprints, read_fingerprint
 from release.errors import ConfigError, RepositoryError, SignatureError
 from release.repowriter import compress, fingerprint_file, public_key_pem, write_repository
 from release.sums import pkg2_sum, sha256_sum
