@@ -95,8 +95,9 @@ def measured(dodo: Path, config: Path, work: Path, task: str) -> tuple[float, fl
 
 
 def run_tree(dodo: Path, config: Path, work: Path) -> dict[str, tuple[float, float]]:
+    # the src first (tasks are made from the fetched src), so that the measured fetch is the catalogue's
     subprocess.run([sys.executable, "-m", "doit", "-f", str(dodo), f"config={config}", f"workdir={work}",
-                    f"fetch:src-{RELEASE}"], cwd=dodo.parent, check=True, stdout=subprocess.DEVNULL)
+                    "config-check"], cwd=dodo.parent, check=True, stdout=subprocess.DEVNULL)
     return {step: measured(dodo, config, work, f"{step}:{RELEASE}:amd64") for step in ("fetch", "lock")}
 
 
