@@ -172,20 +172,22 @@ class RowSpool(Mapping[str, dict]):
 
     def __init__(self, directory: str | None = None) -> None:
         self._file = tempfile.TemporaryFile(dir=directory)
-        self._index: dict[str, tuple[int, int]] = {}
+        self._index: dict[str, int] = {}          # name -> offset << 32 | size: one int per row, not a tuple
         self._order: list[str] | None = None
 
     def add(self, name: str, row: Any) -> None:
         data = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(data) >= 1 << 32:
+            raise ValueError(f"{name}: a row of {len(data)} bytes")
         offset = self._file.seek(0, io.SEEK_END)
         self._file.write(data)
-        self._index[name] = (offset, len(data))
+        self._index[name] = offset << 32 | len(data)
         self._order = None
 
     def raw(self, name: str) -> bytes:
-        offset, size = self._index[name]
-        self._file.seek(offset)
-        return self._file.read(size)
+        where = self._index[name]
+        self._file.seek(where >> 32)
+        return self._file.read(where & 0xFFFFFFFF)
 
     def __getitem__(self, name: str) -> dict:
         return json.loads(self.raw(name))

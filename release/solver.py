@@ -10,7 +10,7 @@ not already have: that is exactly the content of the flavour's layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from .errors import SolverError
 from .records import Lock
@@ -31,17 +31,24 @@ class Resolved:
 class Universe:
     """Index of a catalogue for the solver: packages by name, providers of shlibs and provides."""
 
-    def __init__(self, packages: dict[str, dict], repository: str) -> None:
+    def __init__(self, packages: Mapping[str, dict], repository: str) -> None:
         self.packages = packages
         self.repository = repository
-        self.shlib_providers: dict[str, list[str]] = {}
-        self.providers: dict[str, list[str]] = {}
+        # a single provider is kept as its name, several as a list: most libraries have one, and a
+        # catalogue of every port has hundreds of thousands of them (see release.jsonstream)
+        self.shlib_providers: dict[str, str | list[str]] = {}
+        self.providers: dict[str, str | list[str]] = {}
         for name in sorted(packages):
             pkg = packages[name]
             for lib in pkg.get("shlibs_provided", []) or []:
-                self.shlib_providers.setdefault(lib, []).append(name)
+                _add_provider(self.shlib_providers, lib, name)
             for cap in pkg.get("provides", []) or []:
-                self.providers.setdefault(cap, []).append(name)
+                _add_provider(self.providers, cap, name)
+
+    def providers_of(self, kind: str, what: str) -> list[str]:
+        """The packages providing shared library (kind "shlib") or capability *what*, by name."""
+        found = (self.shlib_providers if kind == "shlib" else self.providers).get(what, [])
+        return [found] if isinstance(found, str) else found
 
     def requirements(self, name: str) -> Iterable[tuple[str, str, str]]:
         """(kind, what, reason) for each thing package *name* needs."""
@@ -52,6 +59,16 @@ class Universe:
             yield "shlib", lib, f"{lib} for {name}"
         for cap in sorted(pkg.get("requires", []) or []):
             yield "require", cap, f"{cap} for {name}"
+
+
+def _add_provider(table: dict[str, str | list[str]], what: str, name: str) -> None:
+    have = table.get(what)
+    if have is None:
+        table[what] = name
+    elif isinstance(have, str):
+        table[what] = [have, name]
+    else:
+        have.append(name)
 
 
 def _pick(candidates: list[str], have: set[str]) -> str:
@@ -92,8 +109,7 @@ def closure(universe: Universe, flavour: str, requested: Iterable[str], installe
                                       f"repository {universe.repository}")
                 queue.append((what, why))
             else:
-                table = universe.shlib_providers if kind == "shlib" else universe.providers
-                candidates = table.get(what, [])
+                candidates = universe.providers_of(kind, what)
                 if not candidates:
                     unresolved.add(f"{what} (required by {name})")
                     continue

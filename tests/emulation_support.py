@@ -224,5 +224,7 @@ def write_config(path: Path, inputs: EmulationInputs, *, scripts: str = "emulate
 
 
 def need_root() -> None:
+    """Running programs inside an image root needs root (the sandbox maps the image's ids) and bubblewrap."""
     if os.geteuid() != 0:
-        unavailable("running programs inside an image root needs root (chroot)")
+        unavailable("running programs inside an image root needs root (the sandbox maps the image's ids)")
+    need_tool("bwrap", "bubblewrap")
