@@ -131,7 +131,7 @@ def test_a_catalogue_signed_with_the_other_generations_key_is_refused(served, tm
                    time=head.commit_time + 60, message="pkgbase-15: rotate the signing key")
     cfg = config(tmp_path / "config.toml", root, fifteen="releng/15.0")
     proc = doit(cfg, tmp_path / "work", "lock:fifteen:amd64", check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     [line] = error_lines(proc)
     assert line.startswith("fetch:fifteen:amd64: ") and "signed by an untrusted key" in line \
         and "FreeBSD:15:amd64" in line
