@@ -21,7 +21,7 @@ def entries(text: bytes | None) -> list[tuple[str, int]]:
 def name_to_id(master_passwd: bytes | None, group: bytes | None) -> tuple[dict[str, int], dict[str, int]]:
     """Name -> id for users and groups; the first line for a name wins (as getpwnam finds it)."""
     tables: tuple[dict[str, int], dict[str, int]] = ({"root": 0}, {"wheel": 0})
-    for table, text in zip(tables, (master_passwd, group)):
+    for table, text in zip(tables, (master_passwd, group), strict=True):
         for name, ident in entries(text):
             table.setdefault(name, ident)
     return tables

@@ -33,8 +33,9 @@ import lzma
 import shutil
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 from .errors import LayerError
 from .fsutil import atomic_output

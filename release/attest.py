@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 from .errors import ReleaseError
 from .fsutil import write_if_changed
@@ -36,7 +36,8 @@ def build_sbom(plan: SbomPlan) -> dict:
     parent = ImageRecord.load(ws.image_json(r, a, plan.parent)).to_json() if plan.parent else None
     doc = image_sbom(release=r, version=image_version(plan.version, plan.kind, src), arch=a, flavour=plan.flavour,
                      lock=Lock.load(ws.lock(r, a)).document, src=asdict(src), image=image.to_json(),
-                     parent=parent, created=src.source_date_epoch, source_url=plan.source, repository_url=plan.repository)
+                     parent=parent, created=src.source_date_epoch, source_url=plan.source,
+                     repository_url=plan.repository)
     dest = ws.arch_dir(r, a) / plan.name
     write_if_changed(dest, sbom_bytes(doc))
     return {"sbom": str(dest)}

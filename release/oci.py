@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import LayerError
@@ -45,7 +45,7 @@ def descriptor(media_type: str, data: bytes) -> dict:
 
 def rfc3339(epoch: int) -> str:
     """UTC, whole seconds, 'Z' suffix: '2024-11-29T00:00:00Z'."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def blob_path(blobs_dir: Path, digest: str) -> Path:

@@ -47,8 +47,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from .errors import InputError, SignatureError, ToolError
 

@@ -19,9 +19,10 @@ import lzma
 import os
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import zstandard
 
@@ -346,8 +347,8 @@ class PackageReader:
         try:
             with _as_package_error(name):
                 self._stream, self._frames = _decompressing(raw)
-                self._tar = tarfile.open(fileobj=self._stream, mode="r|", encoding="utf-8",
-                                         errors="surrogateescape")
+                self._tar = tarfile.open(  # noqa: SIM115 (kept open for entries(), closed by close())
+                    fileobj=self._stream, mode="r|", encoding="utf-8", errors="surrogateescape")
                 self._pending = self._read_metadata()
             self._index = index_manifest(self.manifest, name)
         except BaseException:
@@ -357,7 +358,7 @@ class PackageReader:
         self.scripts: dict = self._index.scripts
         self.config_files: set = set(self._index.config_files)
 
-    def __enter__(self) -> "PackageReader":
+    def __enter__(self) -> PackageReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -407,7 +408,7 @@ class PackageReader:
                 if not self._frames.complete:
                     raise PackageError(f"{self.name}: corrupt or truncated archive (zstd frame cut short)")
 
-    def entries(self) -> Iterator[tuple[PkgEntry, "_VerifiedStream | None"]]:
+    def entries(self) -> Iterator[tuple[PkgEntry, _VerifiedStream | None]]:
         """Yield (entry, stream) in archive order; stream is None except for regular files.
 
         Read a stream before asking for the next entry: unread bytes are read
@@ -505,7 +506,7 @@ def open_package(path_or_fileobj: str | os.PathLike | BinaryIO, name_for_errors:
     """Open a .pkg for one streaming pass; the manifests are read and checked here."""
     if isinstance(path_or_fileobj, (str, os.PathLike)):
         try:
-            raw = open(path_or_fileobj, "rb")
+            raw = open(path_or_fileobj, "rb")  # noqa: SIM115 (the reader owns it and closes it)
         except OSError as exc:
             raise PackageError(f"{name_for_errors}: cannot open ({exc.strerror})") from None
         return PackageReader(raw, name_for_errors, owns=True)

@@ -11,8 +11,8 @@ packages again.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .builtins.entries import Entry
 from .builtins.pkgdb import DB_MODE, write_pkgdb

@@ -88,9 +88,7 @@ def _pax_header_name(src: bytes) -> bytes:
         return b"PaxHeader/blank"
     end = len(src)
     while True:
-        if end > 0 and src[end - 1] == 0x2F:
-            end -= 1
-        elif end > 1 and src[end - 1] == 0x2E and src[end - 2] == 0x2F:
+        if (end > 0 and src[end - 1] == 0x2F) or (end > 1 and src[end - 1] == 0x2E and src[end - 2] == 0x2F):
             end -= 1
         else:
             break

@@ -21,8 +21,8 @@ from .config import Config, Release
 from .matrix import Matrix
 from .textvars import expand
 from .plans import (ArchFiles, ArchivePlan, CataloguePlan, ChecksumPlan, DemoPlan, DemoRelease,
-                    DownloadPlan, FlavourRequest, FlavourSrc, GcPlan, Http, ImagePlan, IndexPlan, KeySettings, LayerPlan,
-                    LockPlan, PkgDatabase, PublishPlan, PushFlavour, PushPlan, RebuildPlan, SbomPlan,
+                    DownloadPlan, FlavourRequest, FlavourSrc, GcPlan, Http, ImagePlan, IndexPlan, KeySettings,
+                    LayerPlan, LockPlan, PkgDatabase, PublishPlan, PushFlavour, PushPlan, RebuildPlan, SbomPlan,
                     SrcLocation, SrcPlan, SrcRelease, TreePlan, TrustSettings, VerifyChecksumsPlan)
 from .steps import RepoSettings
 from .workspace import Workspace

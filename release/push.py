@@ -15,8 +15,8 @@ announced through the referrers API or, where the registry has none, the
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .attest import signing_key
 from .cosign import sign_image, signature_tag

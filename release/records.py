@@ -13,7 +13,7 @@ read as it is, and a save of an unchanged record rewrites nothing
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -146,7 +146,7 @@ class PackageSet(Record):
     packages: tuple[LockedPackage, ...]
 
     @classmethod
-    def from_json(cls, doc: Any) -> "PackageSet":
+    def from_json(cls, doc: Any) -> PackageSet:
         return cls(release=doc["release"], arch=doc["arch"], flavour=doc["flavour"], parent=doc["parent"],
                    packages=tuple(LockedPackage.from_json(p) for p in doc["packages"]))
 
@@ -169,7 +169,7 @@ class Lock:
     VERSION: ClassVar[int] = 1
 
     @classmethod
-    def load(cls, path: Path) -> "Lock":
+    def load(cls, path: Path) -> Lock:
         try:
             doc = read_json(path)
         except FileNotFoundError:
@@ -266,7 +266,7 @@ class PackageIndex:
     paths: dict[str, list]
 
     @classmethod
-    def load(cls, path: Path) -> "PackageIndex":
+    def load(cls, path: Path) -> PackageIndex:
         return cls(dict(load_json(path, "the layer stage")))
 
     def save(self, path: Path) -> bool:
@@ -282,7 +282,7 @@ class BuiltLayer:
     index: PackageIndex
 
     @classmethod
-    def load(cls, path: Path) -> "BuiltLayer":
+    def load(cls, path: Path) -> BuiltLayer:
         doc = load_json(path, "the layer stage")
         return cls(LayerRecord.from_json(doc["layer"]), ParentView.from_json(doc["view"]),
                    PackageIndex(doc["index"]))

@@ -25,8 +25,9 @@ import io
 import json
 import lzma
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import zstandard
 from cryptography.hazmat.primitives.asymmetric import padding, rsa

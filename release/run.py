@@ -10,7 +10,7 @@ import shlex
 import shutil
 import signal
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 from .errors import ToolError
 

@@ -35,9 +35,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 from .cosign import parse_simple_signing, simple_signing_payload, SimpleSigning
 from .errors import InputError, SignatureError
@@ -95,7 +95,7 @@ class Entry:
         return f"{self.registry}/{lookaside_dir(self.repository, self.digest)}"
 
     @classmethod
-    def load(cls, doc: dict, where: str) -> "Entry":
+    def load(cls, doc: dict, where: str) -> Entry:
         try:
             entry = cls(**{k: str(doc[k]) for k in ("registry", "repository", "digest", "identity", "sha256")})
         except (KeyError, TypeError):
@@ -197,7 +197,7 @@ def _remove_unlisted(root: Path, wanted: set[Path]) -> None:
     """Delete the files under *root* that are not *wanted*, then the directories left empty."""
     if not root.is_dir():
         return
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
         here = Path(dirpath)
         for name in filenames:
             if here / name not in wanted:

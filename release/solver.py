@@ -9,8 +9,8 @@ not already have: that is exactly the content of the flavour's layer.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from .errors import SolverError
 from .records import Lock

@@ -73,7 +73,7 @@ def snapshot_suffix(head_time: int, short: str, count: int) -> tuple[str, str]:
     a rebuild of the same head gets the same names, wherever and whenever it runs.
     """
     date = os.environ.get("RELEASE_BUILD_DATE") or \
-        datetime.datetime.fromtimestamp(head_time, datetime.timezone.utc).strftime("%Y%m%d")
+        datetime.datetime.fromtimestamp(head_time, datetime.UTC).strftime("%Y%m%d")
     if not (len(date) == 8 and date.isdigit()):
         raise InputError(f"RELEASE_BUILD_DATE: {date!r} is not YYYYMMDD")
     return date, f"{date}-{short}-{count}"

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .errors import InputError
 from .steps import Step
@@ -136,7 +136,7 @@ class _Lines:
     i: int = 0
 
     @classmethod
-    def of(cls, text: bytes, path: str) -> "_Lines":
+    def of(cls, text: bytes, path: str) -> _Lines:
         out = cls(path)
         pending, start = "", 0
         for n, raw in enumerate(text.decode("utf-8", "replace").splitlines(), 1):

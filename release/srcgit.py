@@ -22,12 +22,14 @@ mirror now and then if many hundreds of fetches accumulate.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import fnmatch
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import pygit2
@@ -196,10 +198,8 @@ class SrcMirror:
             repo.remotes.set_url(REMOTE, self.url)
         wanted = [refspec(b) for b in branches]
         if repo.remotes[REMOTE].fetch_refspecs != wanted:
-            try:
+            with contextlib.suppress(KeyError, pygit2.GitError):   # no fetch refspec yet
                 repo.config.delete_multivar(f"remote.{REMOTE}.fetch", ".*")
-            except (KeyError, pygit2.GitError):
-                pass
             for spec in wanted:
                 repo.remotes.add_fetch(REMOTE, spec)
         return repo.remotes[REMOTE]

@@ -18,8 +18,8 @@ republishing rewrites nothing.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .attest import signing_key
 from .checksum import ALGORITHMS, checksum_file_name
@@ -71,7 +71,7 @@ class TreeSigners:
     def names(self, suffix: str = "") -> dict[str, str]:
         """Signature and key files of a directory: name there -> plain name (what Latest calls it)."""
         out = {}
-        for plain, name in zip(_checksums(""), _checksums(suffix)):
+        for plain, name in zip(_checksums(""), _checksums(suffix), strict=True):
             if self.ecdsa is not None:
                 out[name + SIGNATURE_SUFFIX] = plain + SIGNATURE_SUFFIX
             if self.openpgp is not None:

@@ -30,9 +30,9 @@ import dataclasses
 import hashlib
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import InputError
 from ..pkgfile import Member
@@ -201,7 +201,8 @@ def _table(text: str) -> list[tuple[str, float]]:
     for line in text.strip().splitlines():
         directory, _, items = line.partition(":")
         words = items.split()
-        rows += [(f"{directory.strip()}/{name}", float(size)) for name, size in zip(words[::2], words[1::2])]
+        pairs = zip(words[::2], words[1::2], strict=True)
+        rows += [(f"{directory.strip()}/{name}", float(size)) for name, size in pairs]
     return rows
 
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping, Sequence
 
 from ..errors import InputError
 from ..fsutil import atomic_directory, atomic_write, canonical_json, identity, remove_partials

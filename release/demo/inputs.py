@@ -6,9 +6,9 @@ repository per ABI, architecture and repository name.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 from ..fsutil import pretty_json, write_if_changed
 from ..plans import DemoPlan, DemoRelease

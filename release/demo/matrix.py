@@ -33,7 +33,7 @@ def matrix_config(source: Path, path: Path, *, publish_root: Path | None = None,
     if served is not None:
         mirror = f"file://{served}/pkgbase/${{ABI}}/${{REPO}}"
         src = f"file://{served}/src.git"
-    for name, r in base["releases"].items():
+    for r in base["releases"].values():
         r.update(demo=served is None, mirror=mirror, src_url=src, source=demo["source"])
         r["branch"] = GLOB_BRANCHES.get(r["branch"], r["branch"])
         r.pop("newest", None)

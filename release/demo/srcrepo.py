@@ -13,8 +13,8 @@ ever needs a working tree.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import pygit2
 from pygit2.enums import FileMode, ObjectType, RepositoryOpenFlag

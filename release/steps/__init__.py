@@ -20,8 +20,9 @@ its schema next to it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..tree import LayerTree
 
