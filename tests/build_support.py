@@ -20,13 +20,12 @@ import json
 import os
 import shutil
 import stat
-import struct
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import zstandard

@@ -21,6 +21,11 @@ PROJECT = Path(__file__).resolve().parent.parent
 DATA = PROJECT / "tests" / "data"
 SHARED = PROJECT.parent / "shared"
 
+# The support modules whose fixtures (demo_build, repo_server, validate ...) any test names as a parameter;
+# a module comes after those it imports, so that pytest can rewrite the asserts of each.
+pytest_plugins = ["tests.httpserver", "tests.pipeline_support", "tests.build_support", "tests.emulation_support",
+                  "tests.oci_support", "tests.openpgp_support", "tests.registry_support"]
+
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")

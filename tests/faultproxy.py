@@ -12,9 +12,9 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 
 from tests.httpserver import port_is_closed, stop_server
@@ -143,7 +143,7 @@ class FaultProxy:
         to = self.locations_to or self.url
         return to + value[len(self.upstream):] if value.startswith(self.upstream) else value
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         self._server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
         self._server.owner = self
         self.port = self._server.server_address[1]

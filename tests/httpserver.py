@@ -36,6 +36,7 @@ and checks afterwards that the port is closed.
 """
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import http.server
@@ -45,10 +46,10 @@ import struct
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -115,7 +116,7 @@ def _parse_range(value: str | None, size: int) -> tuple[int, int] | None | str:
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30  # never let a forgotten keep-alive connection hold a thread forever
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args) -> None:  # keep test output clean
         pass
@@ -243,7 +244,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = True
-    owner: "RepoServer"
+    owner: RepoServer
 
     def process_request(self, request, client_address) -> None:
         self.owner._opened(request)
@@ -288,7 +289,7 @@ class RepoServer:
         path.write_bytes(data)
         return f"{self.url}/{rel}"
 
-    def __enter__(self) -> "RepoServer":
+    def __enter__(self) -> RepoServer:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self.port = self._server.server_address[1]
@@ -398,10 +399,8 @@ def stop_server(server: http.server.HTTPServer, thread: threading.Thread | None,
     with lock:
         open_now = list(connections)
     for conn in open_now:
-        try:
+        with contextlib.suppress(OSError):   # the peer may have gone already
             conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
     server.server_close()  # joins the handler threads
     if thread is not None:
         thread.join()
@@ -420,8 +419,8 @@ def port_is_closed(port: int) -> bool:
 def repo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RepoServer]:
     """A RepoServer over a fresh empty directory; checks its port is closed afterwards.
 
-    Import it into a test module (``from tests.httpserver import repo_server``)
-    and put files under ``repo_server.root``.
+    A test names it as a parameter (tests/conftest.py loads this module as a
+    plugin) and puts files under ``repo_server.root``.
     """
     with RepoServer(tmp_path_factory.mktemp("repo")) as srv:
         yield srv

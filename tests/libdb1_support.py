@@ -16,8 +16,8 @@ import os
 import struct
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 LIBDB1_CANDIDATES = ("/lib/x86_64-linux-gnu/libdb.so.2", "/usr/lib/x86_64-linux-gnu/libdb.so.2",
                      "/lib/aarch64-linux-gnu/libdb.so.2", "/lib/libdb.so.2")
@@ -79,7 +79,7 @@ def _unpack(data: bytes) -> Iterator[bytes | None]:
 def _child(*args: str, stdin: bytes) -> bytes:
     env = dict(os.environ, GLIBC_TUNABLES=ZEROED_MALLOC)
     proc = subprocess.run([sys.executable, __file__, *args], input=stdin, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+                          capture_output=True, timeout=120)
     if proc.returncode != 0:
         raise AssertionError(f"libdb1 child {args[0]} ended with status {proc.returncode}: "
                              f"{proc.stderr.decode(errors='replace').strip()[-500:]}")
@@ -102,7 +102,7 @@ def libdb1_read(db: Path, keys: Iterable[bytes]) -> tuple[list[tuple[bytes, byte
     out = list(_unpack(_child("read", str(libdb1_path()), str(db), stdin=_pack(keys))))
     nseq = struct.unpack(">I", out[0])[0]
     seq = [(out[1 + 2 * i], out[2 + 2 * i]) for i in range(nseq)]
-    got = dict(zip(keys, out[1 + 2 * nseq:]))
+    got = dict(zip(keys, out[1 + 2 * nseq:], strict=True))
     return seq, got
 
 
@@ -157,8 +157,8 @@ def _child_write(lib: str, db: str, info: str, stdin: bytes) -> None:
     handle = _dbopen(lib, db, os.O_RDWR | os.O_CREAT | os.O_TRUNC,
                      HASHINFO(bsize, ffactor, nelem, cachesize, None, lorder))
     items = list(_unpack(stdin))
-    for key, value in zip(items[0::2], items[1::2]):
-        (k, kb), (v, vb) = _dbt(key), _dbt(value)
+    for key, value in zip(items[0::2], items[1::2], strict=True):
+        (k, _k_buf), (v, _v_buf) = _dbt(key), _dbt(value)   # the buffers live while the DBTs point into them
         if handle.contents.put(handle, ctypes.byref(k), ctypes.byref(v), R_NOOVERWRITE) < 0:
             raise OSError(ctypes.get_errno(), f"put {key!r}")
     if handle.contents.close(handle) != 0:
@@ -182,7 +182,7 @@ def _child_read(lib: str, db: str, stdin: bytes) -> bytes:
         flag = R_NEXT
     got: list[bytes | None] = []
     for key in _unpack(stdin):
-        (kd, kb), v = _dbt(key), DBT()
+        (kd, _kd_buf), v = _dbt(key), DBT()
         status = handle.contents.get(handle, ctypes.byref(kd), ctypes.byref(v), 0)
         if status < 0:
             raise OSError(ctypes.get_errno(), f"get {key!r}")

@@ -6,9 +6,7 @@ referring schema's id, which lives under https://opencontainers.org/schema/
 or .../schema/image/.  So every file is registered under both prefixes plus
 its own id, in one registry.
 
-Use the ``validate`` fixture::
-
-    from tests.oci_support import validate  # noqa: F401 (fixture)
+Use the ``validate`` fixture (tests/conftest.py loads this module as a plugin)::
 
     def test_x(validate):
         validate(manifest, "manifest")      # "manifest" | "index" | "config" | "layout"
@@ -17,8 +15,8 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from jsonschema import Draft4Validator
@@ -40,7 +38,7 @@ SCHEMA_FILES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_validators(schema_dir: Path) -> dict[str, Draft4Validator]:
     """One draft-04 validator per document kind, sharing a registry of all schemas."""
     contents = {path.name: json.loads(path.read_text()) for path in sorted(schema_dir.glob("*.json"))}

@@ -114,7 +114,7 @@ def _dump(c: sqlite3.Connection) -> dict:
                  "pkg_lock": c.execute("SELECT * FROM pkg_lock").fetchall()}
     names = dict(c.execute("SELECT id, name FROM packages"))
     columns = [r[1] for r in c.execute("PRAGMA table_info(packages)") if r[1] != "id"]
-    out["packages"] = {row[columns.index("name")]: dict(zip(columns, row))
+    out["packages"] = {row[columns.index("name")]: dict(zip(columns, row, strict=True))
                        for row in c.execute(f"SELECT {', '.join(columns)} FROM packages")}
 
     def per(query: str) -> dict[str, list[tuple]]:
@@ -358,7 +358,7 @@ def freebsd_elf(machine: int, *, needed: tuple[str, ...] = (), soname: str | Non
     return header + body + table
 
 
-# --------------------------------------------------------------------------- the demo's content as a real pkg repository
+# -------------------------------------------------------------------------- the demo's content as a real pkg repository
 
 def real_demo_repository(pkg: RealPkg, dest: Path, work: Path, *, arch: str, signing: str, subdir: str,
                          key: Path, pub: Path) -> list[Path]:

@@ -42,9 +42,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from cryptography import x509
@@ -94,7 +94,7 @@ class RegistryServer:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def __enter__(self) -> "RegistryServer":
+    def __enter__(self) -> RegistryServer:
         self.base.mkdir(parents=True, exist_ok=True)
         for _ in range(5):                       # another process may grab the free port first
             self.port = free_port()
@@ -162,7 +162,7 @@ _UNVERIFIED.verify_mode = ssl.CERT_NONE
 def self_signed(key: rsa.RSAPrivateKey, common_name: str, extension: x509.ExtensionType) -> x509.Certificate:
     """A throw-away certificate valid from yesterday to tomorrow."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
@@ -265,7 +265,7 @@ class TokenServer:
         with self._lock:
             self.issued.append(issued)
 
-    def __enter__(self) -> "TokenServer":
+    def __enter__(self) -> TokenServer:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
         self._server.daemon_threads = True
         self._server.owner = self

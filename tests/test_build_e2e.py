@@ -15,8 +15,7 @@ import hashlib
 import re
 import shutil
 
-from tests.build_support import (ARCHES, CONFIG, FLAVOURS, archive_name, build_demo, demo_build,  # noqa: F401
-                                 file_bytes, stamps)
+from tests.build_support import ARCHES, CONFIG, FLAVOURS, archive_name, build_demo, file_bytes, stamps
 from tests.pipeline_support import doit, error_lines, ran
 
 OUTPUT_TASKS = ("layer:", "image:", "index:", "archive:", "checksum:")

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.build_support import (ARCHES, DEMO_DATA, FLAVOURS, demo_build, master_passwd_entries,  # noqa: F401
-                                 passwd_record, rootfs, u32be)
+from tests.build_support import ARCHES, DEMO_DATA, FLAVOURS, master_passwd_entries, passwd_record, u32be
 from tests.conftest import need_tool
 from tests.libdb1_support import libdb1_read
 

@@ -14,18 +14,17 @@ import posixpath
 import re
 import subprocess
 import tarfile
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import toml
 
-from tests.build_support import (ARCHES, CONFIG, FLAVOURS, IMAGE, MEDIA_CONFIG, MEDIA_INDEX,  # noqa: F401
-                                 MEDIA_MANIFEST, PARENT, REF_NAME, VERSION, ArchiveImage, PrivatePodman, archive_image,
-                                 demo_build, layer_accounts, read_layer, sha256_digest)
+from tests.build_support import (ARCHES, CONFIG, FLAVOURS, IMAGE, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_MANIFEST, PARENT,
+                                 REF_NAME, VERSION, ArchiveImage, PrivatePodman, archive_image, layer_accounts,
+                                 read_layer, sha256_digest)
 from tests.conftest import need_tool
-from tests.oci_support import validate  # noqa: F401 (fixture)
 
 TAR_KINDS = (tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
 
@@ -39,7 +38,7 @@ def images(demo_build) -> dict[tuple[str, str], ArchiveImage]:
 
 
 def rfc3339(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --------------------------------------------------------------------------- the layer tars
@@ -99,7 +98,7 @@ def test_every_image_stacks_its_parents_layers(images, flavour):
             parent = images[arch, PARENT[flavour]]
             assert image.manifest["layers"][:-1] == parent.manifest["layers"]
             assert image.config["rootfs"]["diff_ids"][:-1] == parent.config["rootfs"]["diff_ids"]
-        for desc, diff_id in zip(image.manifest["layers"], image.config["rootfs"]["diff_ids"]):
+        for desc, diff_id in zip(image.manifest["layers"], image.config["rootfs"]["diff_ids"], strict=True):
             blob = image.blob(desc["digest"])
             assert sha256_digest(blob) == desc["digest"]
             assert read_layer(blob).diff_id == diff_id
@@ -236,7 +235,7 @@ def test_skopeo_reads_the_multi_arch_layout_and_copies_it_digest_for_digest(demo
     layout, ref = demo_build.layout(flavour), f"{IMAGE[flavour]}:{VERSION}"
     index = json.loads(skopeo("inspect", "--raw", f"oci:{layout}:{ref}"))
     assert index["mediaType"] == MEDIA_INDEX
-    assert sorted((json.dumps(d["platform"], sort_keys=True) for d in index["manifests"])) == sorted(
+    assert sorted(json.dumps(d["platform"], sort_keys=True) for d in index["manifests"]) == sorted(
         json.dumps({"architecture": oci, "os": "freebsd", **({"variant": v} if v else {})}, sort_keys=True)
         for _, oci, v in ARCHES.values())
     copy = tmp_path / "copy"

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.build_support import (ARCHES, DEMO_DATA, ELF_MACHINE, PARENT, demo_build, image_accounts,  # noqa: F401
-                                 master_passwd_entries, need_root_owners, non_dirs, rootfs, static_skeleton,
-                                 tree_listing)
+from tests.build_support import (ARCHES, DEMO_DATA, ELF_MACHINE, PARENT, image_accounts, need_root_owners,
+                                 non_dirs, static_skeleton, tree_listing)
 
 ACCOUNT_FILES = {"/etc/master.passwd": 0o600, "/etc/passwd": 0o644, "/etc/pwd.db": 0o644,
                  "/etc/spwd.db": 0o600, "/etc/group": 0o644}

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from release.demo.generate import bump_package
-from tests.pipeline_support import demo_tree, doit, ran, write_config  # noqa: F401 (fixture)
+from tests.pipeline_support import doit, ran, write_config
 
 
 def layer_digest(work: Path, arch: str, flavour: str) -> str:

@@ -13,7 +13,7 @@ from release.cache import PackageCache
 from release.errors import IntegrityError
 from release.fetcher import Fetcher
 from release.sums import pkg2_sum, sha256_sum
-from tests.httpserver import RepoServer, repo_server  # noqa: F401 (fixture)
+from tests.httpserver import RepoServer
 from tests.test_http import payload
 
 PROJECT = Path(__file__).resolve().parent.parent

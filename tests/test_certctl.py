@@ -20,8 +20,8 @@ from release.builtins.entries import Entry
 from release.errors import StepError
 from tests.conftest import need_tool
 
-CN, O, OU = NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME
-EPOCH = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+CN, ORG, OU = NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME
+EPOCH = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 
 
 def attr(oid, value, kind=None):
@@ -43,18 +43,18 @@ def make_cert(subject: x509.Name, issuer: x509.Name | None = None, key=None, sig
 
 
 NAMES = {
-    "mixed-case-spaces": x509.Name([attr(CN, "  Mixed   CASE \t Name  "), attr(O, "Example\n\nOrg ")]),
+    "mixed-case-spaces": x509.Name([attr(CN, "  Mixed   CASE \t Name  "), attr(ORG, "Example\n\nOrg ")]),
     "printable": x509.Name([attr(CN, "Printable  Name", _ASN1Type.PrintableString)]),
     "ia5": x509.Name([attr(NameOID.EMAIL_ADDRESS, "Root@Example.ORG")]),
     "t61-latin1": x509.Name([attr(CN, "Caf\xe9  \xc9COLE", _ASN1Type.T61String)]),
     "bmp": x509.Name([attr(OU, " \xdcn\xefcode  MIXED ", _ASN1Type.BMPString)]),
-    "universal": x509.Name([attr(O, "Wide  \U0001d518  CHARS", _ASN1Type.UniversalString)]),
+    "universal": x509.Name([attr(ORG, "Wide  \U0001d518  CHARS", _ASN1Type.UniversalString)]),
     "numeric-not-folded": x509.Name([attr(x509.ObjectIdentifier("1.2.3.4"), "12  34",
                                           _ASN1Type.NumericString), attr(CN, "N")]),
-    "multi-valued-rdn": x509.Name([x509.RelativeDistinguishedName([attr(O, "Zeta"), attr(CN, "Alpha")]),
+    "multi-valued-rdn": x509.Name([x509.RelativeDistinguishedName([attr(ORG, "Zeta"), attr(CN, "Alpha")]),
                                    x509.RelativeDistinguishedName([attr(OU, "Unit")])]),
     # folding "a  b" shortens CN's encoding so the RDN's DER SET order flips: needs re-sorting
-    "multi-valued-rdn-resorted": x509.Name([x509.RelativeDistinguishedName([attr(O, "xyz"),
+    "multi-valued-rdn-resorted": x509.Name([x509.RelativeDistinguishedName([attr(ORG, "xyz"),
                                                                             attr(CN, "a  b")])]),
     "empty-subject": x509.Name([]),
 }
@@ -118,9 +118,9 @@ def test_subject_hash_canonicalisation(case, tmp_path):
 
 
 def test_spellings_of_one_name_share_a_hash():
-    a, _ = make_cert(x509.Name([attr(CN, "Dup  Name "), attr(O, "ORG")]))
-    b, _ = make_cert(x509.Name([attr(CN, "dup name", _ASN1Type.PrintableString), attr(O, "org")]))
-    c, _ = make_cert(x509.Name([attr(CN, "dup-name"), attr(O, "org")]))
+    a, _ = make_cert(x509.Name([attr(CN, "Dup  Name "), attr(ORG, "ORG")]))
+    b, _ = make_cert(x509.Name([attr(CN, "dup name", _ASN1Type.PrintableString), attr(ORG, "org")]))
+    c, _ = make_cert(x509.Name([attr(CN, "dup-name"), attr(ORG, "org")]))
     ha, hb, hc = (read_certificates(p, "x")[0].subject_hash for p in (a, b, c))
     assert ha == hb != hc
 
@@ -187,11 +187,11 @@ def test_untrusted_certificates_are_not_trusted(layout, sub, name, src_samples):
 def test_openssl_verifies_through_the_hash_directory(tmp_path):
     """OpenSSL finds an issuer by hash even when the leaf spells the issuer name differently."""
     openssl = need_tool("openssl", "openssl")
-    ca_pem, ca_key = make_cert(x509.Name([attr(CN, "Test  ROOT  CA"), attr(O, "Example")]))
+    ca_pem, ca_key = make_cert(x509.Name([attr(CN, "Test  ROOT  CA"), attr(ORG, "Example")]))
     evil_pem, evil_key = make_cert(x509.Name([attr(CN, "Evil CA")]))
     leaf_pem, _ = make_cert(x509.Name([attr(CN, "leaf")]), ca=False, serial=2, signer=ca_key,
                             issuer=x509.Name([attr(CN, "test root ca", _ASN1Type.PrintableString),
-                                              attr(O, " EXAMPLE")]))
+                                              attr(ORG, " EXAMPLE")]))
     evil_leaf, _ = make_cert(x509.Name([attr(CN, "leaf2")]), ca=False, serial=3, signer=evil_key,
                              issuer=x509.Name([attr(CN, "Evil CA")]))
     for style in ("symlink", "copy"):

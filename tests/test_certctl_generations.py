@@ -8,9 +8,9 @@ post-install script runs `certctl rehash` again.  Each result is checked with
 """
 from __future__ import annotations
 
+import io
 import posixpath
 import subprocess
-import tempfile
 
 import pytest
 from cryptography import x509
@@ -28,7 +28,7 @@ from tests.test_certctl import CN, attr, caroot, make_cert
 
 def _static_layer(trusted: dict[str, bytes], untrusted: dict[str, bytes], style: str) -> ParentView:
     """The static layer's view after its recipe's `certctl -c rehash` of the release's generation."""
-    spool = tempfile.TemporaryFile()
+    spool = io.BytesIO()
     tree = LayerTree(ParentView(), spool)
     for e in rehash(trusted, untrusted, style="copy" if style.startswith("copy") else "link",
                     install_sources=False, copy=True):
@@ -38,7 +38,7 @@ def _static_layer(trusted: dict[str, bytes], untrusted: dict[str, bytes], style:
 
 def _later_layer(view: ParentView, caroot_files: dict[str, bytes], style: str) -> LayerTree:
     """FreeBSD-caroot installed over *view*, then its post-install `certctl rehash`."""
-    tree = LayerTree(view, tempfile.TemporaryFile())
+    tree = LayerTree(view, io.BytesIO())
     put_with_parents(tree, Entry("/usr/share/certs/trusted", "dir", 0o755), "FreeBSD-caroot")
     for name, data in caroot_files.items():
         tree.put(Entry(f"/usr/share/certs/trusted/{name}", "file", 0o444, data=data), "FreeBSD-caroot")
@@ -139,10 +139,10 @@ def test_openssl_verifies_a_leaf_of_the_new_ca_through_the_rehashed_directory(ce
 def test_14x_links_certificates_of_the_same_layer_and_copies_lower_ones(certificates):
     trusted, untrusted, shipped = certificates
     view = _static_layer(trusted, untrusted, "link")
-    lower = LayerTree(view, tempfile.TemporaryFile())
+    lower = LayerTree(view, io.BytesIO())
     for name, data in shipped.items():
         put_with_parents(lower, Entry(f"/usr/share/certs/trusted/{name}", "file", 0o444, data=data), "caroot")
-    tree = LayerTree(lower.child_view(), tempfile.TemporaryFile())     # FreeBSD-certctl in a further layer
+    tree = LayerTree(lower.child_view(), io.BytesIO())     # FreeBSD-certctl in a further layer
     rehash_tree(tree, "certctl", "link", put_with_parents)
     kinds = {item.entry.kind for p, item in tree.items.items() if p.startswith("/etc/ssl/certs/")}
     assert kinds == {"file"}                   # the sources are a layer below: no cross-layer hard link
@@ -163,7 +163,8 @@ def test_14x_certctl_splits_bundles_and_skips_files_without_a_dump():
         read_certificates(pem, "x")[0].subject_hash for pem in (one, two))
 
 
-MASTER = b"# header comment\nroot:*:0:0::0:0:Charlie &:/root:/bin/sh\n\n  # indented\nnobody:*:65534:65534::0:0:Nobody:/:/sbin/nologin\n"
+MASTER = (b"# header comment\nroot:*:0:0::0:0:Charlie &:/root:/bin/sh\n\n  # indented\n"
+          b"nobody:*:65534:65534::0:0:Nobody:/:/sbin/nologin\n")
 
 
 def test_pwd_mkdb_copies_comment_lines_only_where_the_release_does():

@@ -128,10 +128,9 @@ def test_existing_blob_is_kept(tmp_path, layer):
 
 
 def test_abort_leaves_nothing_behind(tmp_path, layer):
-    with pytest.raises(RuntimeError):
-        with open_blob_writer(tmp_path, "tar+zstd", gzip_level=6, zstd_level=3) as writer:
-            writer.write(layer)
-            raise RuntimeError("layer writer failed")
+    with pytest.raises(RuntimeError), open_blob_writer(tmp_path, "tar+zstd", gzip_level=6, zstd_level=3) as writer:
+        writer.write(layer)
+        raise RuntimeError("layer writer failed")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,8 +8,8 @@ import json
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
@@ -17,7 +17,7 @@ import requests
 from release import cosign, oci, signing
 from release.errors import InputError, SignatureError
 from tests.conftest import need_tool
-from tests.oci_support import dir_entry, file_entry, validate, write_image, write_layer  # noqa: F401
+from tests.oci_support import dir_entry, file_entry, write_image, write_layer
 
 DIGEST = "sha256:" + "ab" * 32
 REPO = "registry.example.org/freebsd/freebsd-runtime"
@@ -285,7 +285,7 @@ def test_containers_image_reads_our_signatures_from_the_registry(keys, registry,
     found = sorted(out.glob("signature-*"))
     assert [p.name for p in found] == ["signature-1", "signature-2"]
     payload = cosign.simple_signing_payload(reference, image["digest"])
-    for path, signer in zip(found, ("stranger", "release")):
+    for path, signer in zip(found, ("stranger", "release"), strict=True):
         blob = path.read_bytes()
         assert blob.startswith(SIGSTORE_PREFIX)
         seen = json.loads(blob[len(SIGSTORE_PREFIX):])

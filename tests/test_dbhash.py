@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import struct
+from itertools import pairwise
 
 import pytest
 
@@ -196,4 +197,4 @@ def test_thousands_of_overflow_pages(tmp_path) -> None:
     spares = struct.unpack_from(">32i", raw, 68)
     bitmaps = struct.unpack_from(">32H", raw, 196)
     assert sum(1 for b in bitmaps if b) > 1
-    assert any(later - earlier == 2047 for earlier, later in zip(spares, spares[1:]))
+    assert any(later - earlier == 2047 for earlier, later in pairwise(spares))

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from bench import genrepo
-from release import config as config_mod
 from release.builtins.scripts import recognise
 from release.catalogue import VerifiedCatalogue, open_catalogue, parse_meta
 from release.demo import content
@@ -30,7 +29,6 @@ from release.repowriter import public_key_pem
 from release.solver import Universe, solve
 from release.srcgit import SrcMirror
 from release.sums import Summer
-from tests.conftest import PROJECT
 
 REPO = "base_release_2"
 ARCHES = ("amd64", "aarch64")

@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pygit2
 import pytest
@@ -38,7 +38,7 @@ from release.configschema import SCHEMA
 from release.demo.generate import generate_demo
 from release.demo.srcrepo import advance_branch
 from release.steps import REGISTRY
-from tests.emulation_support import busybox, emulation_inputs, need_root  # noqa: F401 (fixtures)
+from tests.emulation_support import need_root
 from tests.emulation_support import write_config as emulation_config
 from tests.pipeline_support import doit, ran
 

@@ -25,7 +25,7 @@ from release.errors import LayerError, StepError
 from release.rootfs import LayerBlob, diff, materialise, snapshot
 from release.tree import LayerTree, ParentView
 from tests.conftest import need_tool
-from tests.emulation_support import busybox, need_root  # noqa: F401 (fixture)
+from tests.emulation_support import need_root
 
 SDE = 1_700_000_000
 PASSWD = b"root:*:0:0::0:0:Charlie &:/root:/bin/sh\ndaemon:*:1:1::0:0:Owner:/root:/usr/sbin/nologin\n" \
@@ -131,9 +131,8 @@ def test_members_that_escape_the_root_are_refused_and_the_root_removed(tmp: Path
     (outside / "passwd").write_bytes(b"host")
     bad = [(ti, data) if ti.linkname != "OUTSIDE" else (_relink(ti, str(outside)), data) for ti, data in bad]
     blob = layer_blob(tmp, "bad", bad)
-    with pytest.raises(LayerError, match=message):
-        with materialise(tmp / "work", [blob]):
-            pass
+    with pytest.raises(LayerError, match=message), materialise(tmp / "work", [blob]):
+        pass
     assert list((tmp / "work").iterdir()) == []
     assert sorted(p.name for p in outside.iterdir()) == ["passwd"] and (outside / "passwd").read_bytes() == b"host"
     assert not (tmp / "escape").exists()
@@ -145,11 +144,10 @@ def _relink(ti: tarfile.TarInfo, target: str) -> tarfile.TarInfo:
 
 
 def test_the_root_is_removed_when_the_block_raises(tmp: Path) -> None:
-    with pytest.raises(RuntimeError):
-        with materialise(tmp / "work", [base_layer(tmp)]) as root:
-            (root.path / "etc" / "locked").mkdir(mode=0o500)
-            (root.path / "etc" / "locked" / "f").write_bytes(b"")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), materialise(tmp / "work", [base_layer(tmp)]) as root:
+        (root.path / "etc" / "locked").mkdir(mode=0o500)
+        (root.path / "etc" / "locked" / "f").write_bytes(b"")
+        raise RuntimeError("boom")
     assert list((tmp / "work").iterdir()) == []
 
 

@@ -21,8 +21,7 @@ from release.planner import layer_plan
 from release.workspace import Workspace
 from tests.build_support import read_layer, umoci_unpack
 from tests.conftest import need_tool, unavailable
-from tests.emulation_support import (MOTD, RELEASE, SCRIPTED_LAYER, EmulationInputs, busybox,  # noqa: F401
-                                     emulation_inputs, need_root, write_config)
+from tests.emulation_support import MOTD, RELEASE, SCRIPTED_LAYER, EmulationInputs, need_root, write_config
 from tests.pipeline_support import doit, error_lines
 
 ARCHES = ("amd64", "aarch64")

@@ -13,7 +13,7 @@ from release.errors import FetchError, InputError, IntegrityError
 from release.fetcher import DownloadJob, Fetcher, partial_path, sidecar_path
 from release.progress import Progress
 from release.sums import pkg2_sum, sha256_sum
-from tests.httpserver import RepoServer, port_is_closed, repo_server  # noqa: F401 (fixture)
+from tests.httpserver import RepoServer, port_is_closed
 
 PKG = "FreeBSD-runtime-14.2"
 
@@ -356,9 +356,9 @@ def test_download_many_reraises_the_first_error(repo_server: RepoServer, tmp_pat
     bad = publish(repo_server, "FreeBSD-bad-14.2.pkg", payload(40_000, b"tampered"))
     jobs.insert(1, DownloadJob(bad, tmp_path / "FreeBSD-bad-14.2.pkg", "FreeBSD-bad-14.2",
                                sha256_sum(b"what the catalogue says"), 40_000))
-    with Fetcher(max_workers=2, backoff=0, user_agent="t") as fetcher:
-        with pytest.raises(IntegrityError, match="FreeBSD-bad-14.2: sum mismatch"):
-            fetcher.download_many(jobs)
+    with (Fetcher(max_workers=2, backoff=0, user_agent="t") as fetcher,
+          pytest.raises(IntegrityError, match="FreeBSD-bad-14.2: sum mismatch")):
+        fetcher.download_many(jobs)
     for p in tmp_path.iterdir():  # whatever landed is complete and verified; nothing half-written
         assert not p.name.startswith(".partial-") and p.read_bytes() == good[p.name]
 

@@ -21,7 +21,7 @@ import toml
 
 from release.demo.generate import KEY_NAME
 from release.demo.srcrepo import advance_branch
-from tests.pipeline_support import demo_tree, doit, error_lines, ran, write_config  # noqa: F401 (fixture)
+from tests.pipeline_support import doit, error_lines, ran, write_config
 
 FLAVOURS = ["static", "dynamic"]
 

@@ -28,7 +28,8 @@ from release.workspace import Workspace
 from tests.conftest import need_tool
 
 SDE = 1_700_000_000
-PASSWD = b"root:*:0:0::0:0:Charlie &:/root:/bin/sh\ndaemon:*:1:1::0:0:Owner of many system processes:/root:/usr/sbin/nologin\n"
+PASSWD = (b"root:*:0:0::0:0:Charlie &:/root:/bin/sh\n"
+          b"daemon:*:1:1::0:0:Owner of many system processes:/root:/usr/sbin/nologin\n")
 GROUP = b"wheel:*:0:root\ndaemon:*:1:\n"
 
 
@@ -70,7 +71,7 @@ class Harness:
     def build(self, *, parent: ParentView | None = None, steps=(), scripts: str = "builtin",
               ignore: tuple = (), media: str = "tar+gzip") -> tuple[dict, LayerTree]:
         (self.ws.root / "tmp").mkdir(parents=True, exist_ok=True)
-        spool = tempfile.TemporaryFile(dir=self.ws.root / "tmp")
+        spool = tempfile.TemporaryFile(dir=self.ws.root / "tmp")  # noqa: SIM115 (the returned tree reads it)
         tree = LayerTree(parent or ParentView(), spool)
         for e in steps:
             tree.put(e, "test step")
@@ -152,8 +153,9 @@ def test_two_packages_claiming_one_path_differently_are_named(h: Harness) -> Non
 
 
 def test_identical_claims_by_two_packages_are_allowed(h: Harness) -> None:
-    h.package("FreeBSD-one", [Member("/usr/share/doc", "dir", 0o755), Member("/usr/share/doc/x", "file", 0o644, data=b"x")])
-    h.package("FreeBSD-two", [Member("/usr/share/doc", "dir", 0o755), Member("/usr/share/doc/y", "file", 0o644, data=b"y")])
+    doc = Member("/usr/share/doc", "dir", 0o755)
+    h.package("FreeBSD-one", [doc, Member("/usr/share/doc/x", "file", 0o644, data=b"x")])
+    h.package("FreeBSD-two", [doc, Member("/usr/share/doc/y", "file", 0o644, data=b"y")])
     blob, _ = h.build(steps=ACCOUNTS)
     with h.tar(blob) as tar:
         assert [m.name for m in tar.getmembers()].count("usr/share/doc") == 1
@@ -228,8 +230,8 @@ def test_the_view_handed_down_names_every_non_directory_and_its_owner(h: Harness
 def test_replacing_a_lower_directory_by_a_file_is_refused(h: Harness) -> None:
     h.package("FreeBSD-a", [Member("/var/db", "file", 0o644, data=b"x")])
     with pytest.raises(LayerError, match=r"FreeBSD-a: /var/db: is a directory in the layers below"):
-        h.build(parent=ParentView(dirs={"/var": [0o755, "root", "wheel", SDE], "/var/db": [0o755, "root", "wheel", SDE]}),
-                steps=ACCOUNTS)
+        h.build(parent=ParentView(dirs={"/var": [0o755, "root", "wheel", SDE],
+                                        "/var/db": [0o755, "root", "wheel", SDE]}), steps=ACCOUNTS)
 
 
 def test_an_owner_missing_from_the_image_accounts_is_refused(h: Harness) -> None:
@@ -272,7 +274,8 @@ def test_recognised_scripts_run_as_built_ins_and_unknown_ones_are_refused(h: Har
         Member("/etc/master.passwd", "file", 0o600, data=PASSWD), Member("/etc/group", "file", 0o644, data=GROUP),
         Member("/etc/services", "file", 0o644, data=services), Member("/tmp", "dir", 0o755)],
         scripts={"post-install": "pwd_mkdb -i -p -d  ${PKG_ROOTDIR}/etc ${PKG_ROOTDIR}/etc/master.passwd\n"
-                                 "services_mkdb -l -q -o ${PKG_ROOTDIR}/var/db/services.db ${PKG_ROOTDIR}/etc/services\n"
+                                 "services_mkdb -l -q -o ${PKG_ROOTDIR}/var/db/services.db "
+                                 "${PKG_ROOTDIR}/etc/services\n"
                                  "chmod 1777 ${PKG_ROOTDIR}/tmp\n"})
     blob, tree = h.build()
     with h.tar(blob) as tar:

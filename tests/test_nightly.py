@@ -66,7 +66,8 @@ def test_first_nightly_publishes_an_initial_snapshot(nightly):
     latest = tree_dir(tree) / "Latest"
     for f in ("static", "dynamic", "runtime"):
         link = latest / f"FreeBSD-15.0-CURRENT-amd64-container-image-{f}.txz"
-        assert os.readlink(link) == f"../{head['build_date']}/FreeBSD-15.0-CURRENT-amd64-container-image-{suffix}-{f}.txz"
+        dated = f"FreeBSD-15.0-CURRENT-amd64-container-image-{suffix}-{f}.txz"
+        assert os.readlink(link) == f"../{head['build_date']}/{dated}"
         assert link.read_bytes() == (work / f"out/{REL}/amd64" / link.name).read_bytes()
     assert os.readlink(latest / "CHECKSUM.SHA256") == f"../{head['build_date']}/CHECKSUM.SHA256-{suffix}"
     checksum = (latest / "CHECKSUM.SHA256").read_text()

@@ -12,7 +12,7 @@ import pytest
 from release import oci
 from release.errors import LayerError
 from tests.conftest import need_tool, unavailable
-from tests.oci_support import EPOCH, dir_entry, file_entry, validate, write_image, write_layer  # noqa: F401
+from tests.oci_support import EPOCH, dir_entry, file_entry, write_image, write_layer
 
 REF = "freebsd-dynamic:14.2-RELEASE-amd64"
 

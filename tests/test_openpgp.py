@@ -24,7 +24,7 @@ from release import openpgp, sigstore
 from release.config import from_dict
 from release.errors import ConfigError, SignatureError
 from tests.conftest import PROJECT, need_tool
-from tests.openpgp_support import PASSPHRASE, consumer_gnupg, preset_passphrase, release_keys  # noqa: F401
+from tests.openpgp_support import PASSPHRASE, consumer_gnupg, preset_passphrase
 
 DIGEST = "sha256:" + "ab" * 32
 IDENTITY = "registry.example.org/freebsd/freebsd-static:14.2-RELEASE"
@@ -60,18 +60,19 @@ def test_a_key_in_the_gnupg_home_signs_through_the_agent(release_keys):
     assert os.path.isdir(release_keys.home)        # the user's home is left alone
     with openpgp.open_verifier(release_keys.release.public.read_bytes(), "release key") as verifier:
         assert verifier.open(message, "message") == b"from the agent"
-    with pytest.raises(openpgp.OpenPGPError, match="no secret primary key with that fingerprint"):
-        with openpgp.open_signer("0" * 40, str(release_keys.home), environ={}):
-            pass
+    with (pytest.raises(openpgp.OpenPGPError, match="no secret primary key with that fingerprint"),
+          openpgp.open_signer("0" * 40, str(release_keys.home), environ={})):
+        pass
 
 
 def test_a_signature_by_another_key_is_refused(release_keys):
     with openpgp.open_signer(environ={"RELEASE_OPENPGP_KEY_FILE": str(release_keys.other.secret)}) as signer:
         forged = signer.sign(b"payload")
-    with openpgp.open_verifier(release_keys.release.public.read_bytes(), "release key") as verifier:
-        with pytest.raises(SignatureError, match=f"forged: signed by {release_keys.other.fingerprint}, not by "
-                                                 f"the trusted key {release_keys.release.fingerprint}"):
-            verifier.open(forged, "forged")
+    refused = (f"forged: signed by {release_keys.other.fingerprint}, not by "
+               f"the trusted key {release_keys.release.fingerprint}")
+    with (openpgp.open_verifier(release_keys.release.public.read_bytes(), "release key") as verifier,
+          pytest.raises(SignatureError, match=refused)):
+        verifier.open(forged, "forged")
 
 
 @pytest.mark.parametrize("env, error", [
@@ -89,9 +90,8 @@ def test_key_problems_are_one_line_and_never_show_a_secret(release_keys, env, er
     if "RELEASE_OPENPGP_KEY" in env:
         del environ["RELEASE_OPENPGP_KEY_FILE"]
     caplog.set_level(logging.DEBUG)
-    with pytest.raises(openpgp.OpenPGPError) as failure:
-        with openpgp.open_signer(environ=environ):
-            pass
+    with pytest.raises(openpgp.OpenPGPError) as failure, openpgp.open_signer(environ=environ):
+        pass
     message = str(failure.value)
     assert error in message and "\n" not in message
     secret = release_keys.release.secret.read_text().splitlines()[3]      # a line of key material

@@ -99,7 +99,8 @@ def test_the_guide_builds_images_podman_loads_from_your_own_repository(packages,
     assert 'url: "https://pkg.example.org/${ABI}/mine"' in base_conf
     if mode == "pubkey":
         assert 'signature_type: "pubkey"' in base_conf and 'pubkey: "/usr/local/etc/pkg/keys/pkgbase.pub"' in base_conf
-        assert static_file(home / "oci/work", "usr/local/etc/pkg/keys/pkgbase.pub") == (home / "keys/repo.pub").read_bytes()
+        installed = static_file(home / "oci/work", "usr/local/etc/pkg/keys/pkgbase.pub")
+        assert installed == (home / "keys/repo.pub").read_bytes()
     else:
         assert 'fingerprints: "/usr/local/etc/pkg/keys/pkgbase"' in base_conf
         assert static_file(home / "oci/work", "usr/local/etc/pkg/keys/pkgbase/trusted/mine") == \

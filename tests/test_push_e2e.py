@@ -24,8 +24,7 @@ from release.sbom import referrers_tag
 from release.signing import load_public_key
 from tests.conftest import PROJECT
 from tests.pipeline_support import doit, error_lines
-from tests.registry_support import (PASSWORD, USER, basic_registry, plain_registry,  # noqa: F401 (fixtures)
-                                    skopeo, write_auth_file)
+from tests.registry_support import PASSWORD, USER, skopeo, write_auth_file
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -84,7 +83,8 @@ def test_push_tags_signs_and_attaches_sboms(built, keys, plain_registry, tmp_pat
     for tag in ("14.2-DEMO", "14.2", "14"):
         index = json.loads(raw(plain_registry, "freebsd-static", tag))
         assert index["mediaType"] == INDEX and len(index["manifests"]) == 2
-    assert raw(plain_registry, "freebsd-static", "14.2-DEMO") == (work / "blobs/sha256" / layout["digest"][7:]).read_bytes()
+    pushed = raw(plain_registry, "freebsd-static", "14.2-DEMO")
+    assert pushed == (work / "blobs/sha256" / layout["digest"][7:]).read_bytes()
 
     # cosign signatures: one per per-arch manifest and one for the index, made with the configured key
     public = load_public_key(pub)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from release.regauth import (AUTH_FILE_ENV, AuthenticationError, Authenticator, Credentials, CredentialsError, auth_files,
-                             find_credentials, parse_challenges)
+from release.regauth import (AUTH_FILE_ENV, AuthenticationError, Authenticator, Credentials, CredentialsError,
+                             auth_files, find_credentials, parse_challenges)
 from release.registry import Registry
 from tests.build_support import build_demo
-from tests.registry_support import (PASSWORD, USER, RegistryServer, TokenServer, basic_header, basic_registry,  # noqa: F401
-                                    flavour_index, push_demo, skopeo, token_registry, write_auth_file)
+from tests.registry_support import (PASSWORD, USER, RegistryServer, TokenServer, basic_header, flavour_index,
+                                    push_demo, skopeo, write_auth_file)
 
 HOST = "registry.example.org:5000"
 

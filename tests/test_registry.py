@@ -17,8 +17,8 @@ import requests
 from release.errors import InputError, ReleaseError
 from release.registry import PushReport, Registry, RegistryError, walk_tree
 from tests.build_support import ARCHES, MEDIA_INDEX, MEDIA_MANIFEST, PrivatePodman, build_demo
-from tests.registry_support import (DEMO_FLAVOURS, DEMO_TAGS, FaultProxy, RegistryServer, flavour_index,
-                                    free_port, plain_registry, push_demo, skopeo)  # noqa: F401 (fixture)
+from tests.registry_support import (DEMO_FLAVOURS, DEMO_TAGS, FaultProxy, RegistryServer, flavour_index, free_port,
+                                    push_demo, skopeo)
 
 KiB = 1024
 
@@ -280,13 +280,12 @@ def test_a_digest_the_registry_reports_differently_is_an_error(plain_registry, w
     desc = flavour_index(work, "static")
     documents, _ = walk_tree(work / "blobs/sha256", desc)
     manifest_desc, manifest = documents[0]
-    with FaultProxy(plain_registry.url) as proxy:
-        with Registry(proxy.url) as registry:
-            push_demo(registry, work, flavours=("static",), tags=())
-            proxy.override("PUT", r"/manifests/", "Docker-Content-Digest", "sha256:" + "1" * 64)
-            with pytest.raises(RegistryError, match=r"PUT manifest sha256:\w+: registry reports digest sha256:1{64}"):
-                registry.push_manifest("freebsd-static", manifest, MEDIA_MANIFEST,
-                                       reference=manifest_desc["digest"])
+    with FaultProxy(plain_registry.url) as proxy, Registry(proxy.url) as registry:
+        push_demo(registry, work, flavours=("static",), tags=())
+        proxy.override("PUT", r"/manifests/", "Docker-Content-Digest", "sha256:" + "1" * 64)
+        with pytest.raises(RegistryError, match=r"PUT manifest sha256:\w+: registry reports digest sha256:1{64}"):
+            registry.push_manifest("freebsd-static", manifest, MEDIA_MANIFEST,
+                                   reference=manifest_desc["digest"])
 
 
 def test_manifest_bytes_must_match_the_digest_they_are_pushed_under(plain_registry):

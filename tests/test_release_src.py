@@ -33,8 +33,8 @@ from release.demo.srcrepo import advance_branch
 from release.errors import InputError
 from release.repowriter import fingerprint_file
 from tests.build_support import PrivatePodman
-from tests.conftest import PROJECT, need_tool
-from tests.pipeline_support import doit, error_lines, ran
+from tests.conftest import need_tool
+from tests.pipeline_support import doit, error_lines
 
 BRANCHES = ("releng/14.2", "releng/15.0")
 

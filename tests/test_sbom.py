@@ -14,8 +14,7 @@ from jsonschema import Draft7Validator
 from release import sbom
 from release.errors import InputError, LockError
 from release.sums import zbase32
-from tests.build_support import ARCHES, FLAVOURS, PARENT, RELEASE, VERSION, demo_build  # noqa: F401 (fixture)
-from tests.oci_support import validate  # noqa: F401 (fixture)
+from tests.build_support import ARCHES, FLAVOURS, PARENT, RELEASE, VERSION
 
 SOURCE = "https://git.freebsd.org/src.git"
 PUBLIC_REPO = "https://pkg.freebsd.org/FreeBSD:14:{arch}/base_release_2"

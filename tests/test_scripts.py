@@ -84,8 +84,8 @@ def test_shell_layout_is_tolerated():
               "${PKG_METALOG:+-U -M $PKG_METALOG} rehash\n")
     assert recognise("FreeBSD-x", "post-install", script, byte_order="little") == [
         PWD, ScriptAction("chmod", {"path": "/var/empty", "mode": 0o755}), ScriptAction("certctl_rehash"),
-        ScriptAction("chmod", {"path": "/tmp", "mode": 0o1777}), ScriptAction("chmod", {"path": "/var/tmp", "mode": 0o1777}),
-        ScriptAction("certctl_rehash")]
+        ScriptAction("chmod", {"path": "/tmp", "mode": 0o1777}),
+        ScriptAction("chmod", {"path": "/var/tmp", "mode": 0o1777}), ScriptAction("certctl_rehash")]
 
 
 def test_url_encoded_manifest_script():

@@ -26,9 +26,9 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import toml
@@ -39,7 +39,7 @@ from release.sigpublish import registries_d, registries_d_name
 from tests.build_support import PrivatePodman, stamps
 from tests.conftest import PROJECT, need_tool
 from tests.httpserver import RepoServer, port_is_closed
-from tests.openpgp_support import PASSPHRASE, Keys, consumer_gnupg, gpg, release_keys  # noqa: F401 (fixture)
+from tests.openpgp_support import PASSPHRASE, Keys, consumer_gnupg, gpg
 from tests.pipeline_support import doit, error_lines
 from tests.registry_support import RegistryServer
 

@@ -20,7 +20,6 @@ import toml
 from release import openpgp, sigstore
 from release.sigpublish import store_registries
 from tests.conftest import need_tool
-from tests.openpgp_support import release_keys  # noqa: F401 (fixture)
 from tests.pipeline_support import demo_matrix_config, doit
 from tests.registry_support import RegistryServer
 from tests.test_nightly import REL, advance, src_head, tree_dir

@@ -174,7 +174,8 @@ def test_gnu_tar_extracts_our_archive_like_its_own(tricky, tmp_path):
 
 def test_same_entries_give_identical_bytes(tricky):
     root, gnu, ours = tricky
-    names = [m.name for m in tarfile.open(gnu).getmembers()]
+    with tarfile.open(gnu) as tar:
+        names = [m.name for m in tar.getmembers()]
     assert tar_bytes(entries_like(root, names)) == ours.read_bytes()
 
 
