@@ -32,6 +32,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -63,7 +64,7 @@ def signature_tag(manifest_digest: str) -> str:
     return manifest_digest.replace(":", "-", 1) + ".sig"
 
 
-def _go_json(value) -> str:
+def _go_json(value: object) -> str:
     """JSON spelled as Go's encoding/json writes it (no spaces, UTF-8, <>& escaped)."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
@@ -72,7 +73,7 @@ def _go_json(value) -> str:
     return text
 
 
-def _check_text(what: str, value: str) -> None:
+def _check_text(what: str, value: object) -> None:
     if not isinstance(value, str) or not value or any(ord(c) < 0x20 for c in value):
         raise InputError(f"simple-signing payload: {what} {value!r} must be non-empty text without control "
                          "characters")
@@ -107,7 +108,7 @@ def simple_signing_payload(docker_reference: str, manifest_digest: str,
     return ('{"critical":' + critical + ',"optional":' + extra + '}').encode()
 
 
-def _strict_object(data, where: str, exact: set[str] | None = None) -> dict:
+def _strict_object(data: object, where: str, exact: set[str] | None = None) -> dict[str, Any]:
     """A JSON object from containers/image's point of view: *exact* keys when given."""
     if not isinstance(data, dict):
         raise SignatureError(f"{where}: JSON object expected")
@@ -116,8 +117,8 @@ def _strict_object(data, where: str, exact: set[str] | None = None) -> dict:
     return data
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
-    seen: dict = {}
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
             raise SignatureError(f"simple-signing payload: duplicate key {key!r}")
@@ -170,7 +171,7 @@ def signature_config(payload_digests: list[str]) -> bytes:
             '"diff_ids":[%s]},"config":{}}' % (ZERO_TIME, history, diff_ids)).encode()
 
 
-def _descriptor_json(desc: dict) -> str:
+def _descriptor_json(desc: dict[str, Any]) -> str:
     """A descriptor in go-containerregistry's field order: mediaType, size, digest, annotations."""
     text = '{"mediaType":%s,"size":%d,"digest":%s' % (_go_json(desc["mediaType"]), desc["size"],
                                                       _go_json(desc["digest"]))
@@ -179,7 +180,7 @@ def _descriptor_json(desc: dict) -> str:
     return text + "}"
 
 
-def _existing_layers(existing: bytes | None, tag: str) -> list[dict]:
+def _existing_layers(existing: bytes | None, tag: str) -> list[dict[str, Any]]:
     if not existing:
         return []
     try:
@@ -205,14 +206,14 @@ def sign_image(key: SigningKey, docker_reference: str, manifest_digest: str, *,
     tag = signature_tag(manifest_digest)
     payload = simple_signing_payload(docker_reference, manifest_digest, optional)
     signature = base64.b64encode(key.sign(payload)).decode()
-    layer = {"mediaType": MEDIA_SIMPLESIGNING, "size": len(payload),
-             "digest": "sha256:" + hashlib.sha256(payload).hexdigest(),
-             "annotations": {ANNOTATION_SIGNATURE: signature}}
+    layer: dict[str, Any] = {"mediaType": MEDIA_SIMPLESIGNING, "size": len(payload),
+                             "digest": "sha256:" + hashlib.sha256(payload).hexdigest(),
+                             "annotations": {ANNOTATION_SIGNATURE: signature}}
     layers = _existing_layers(existing, tag)
     if layer not in layers:
         layers.append(layer)
     config = signature_config([entry["digest"] for entry in layers])
-    config_desc = {"mediaType": MEDIA_CONFIG, "size": len(config),
+    config_desc: dict[str, Any] = {"mediaType": MEDIA_CONFIG, "size": len(config),
                    "digest": "sha256:" + hashlib.sha256(config).hexdigest()}
     manifest = ('{"schemaVersion":2,"mediaType":%s,"config":%s,"layers":[%s]}' % (
         _go_json(MEDIA_MANIFEST), _descriptor_json(config_desc),
@@ -224,7 +225,7 @@ def sign_image(key: SigningKey, docker_reference: str, manifest_digest: str, *,
                       tag=tag)
 
 
-def _verify_layer(layer: dict, payload: bytes, public_key: ec.EllipticCurvePublicKey) -> str:
+def _verify_layer(layer: dict[str, Any], payload: bytes, public_key: ec.EllipticCurvePublicKey) -> str:
     """'' when *layer* carries a valid signature of *payload*, else why not."""
     encoded = (layer.get("annotations") or {}).get(ANNOTATION_SIGNATURE)
     if encoded is None:

@@ -19,6 +19,7 @@ import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .errors import LayerError
 from .fsutil import atomic_directory, atomic_write
@@ -33,12 +34,12 @@ LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 _MAX_DOCUMENT = 4 << 20  # manifests and indexes are kilobytes; refuse to parse giants
 
 
-def document_bytes(obj: dict) -> bytes:
+def document_bytes(obj: dict[str, Any]) -> bytes:
     """The canonical serialisation whose sha256 is the document's digest."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
-def descriptor(media_type: str, data: bytes) -> dict:
+def descriptor(media_type: str, data: bytes) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
             "size": len(data)}
 
@@ -55,7 +56,7 @@ def blob_path(blobs_dir: Path, digest: str) -> Path:
     return Path(blobs_dir) / hexdigest
 
 
-def write_json_blob(blobs_dir: Path, obj: dict, media_type: str | None = None) -> dict:
+def write_json_blob(blobs_dir: Path, obj: dict[str, Any], media_type: str | None = None) -> dict[str, Any]:
     """Store *obj* as a blob; its descriptor (media type from *obj* or the argument).
 
     An image config has no mediaType field of its own: pass MEDIA_CONFIG.
@@ -72,8 +73,8 @@ def write_json_blob(blobs_dir: Path, obj: dict, media_type: str | None = None) -
 
 
 def image_config(*, architecture: str, variant: str, os: str = "freebsd", created: int,
-                 cmd: list[str], env: list[str], diff_ids: list[str], history: list[dict],
-                 labels: dict | None) -> dict:
+                 cmd: list[str], env: list[str], diff_ids: list[str], history: list[dict[str, Any]],
+                 labels: dict[str, str] | None) -> dict[str, Any]:
     """The image configuration: platform, runtime defaults, rootfs and history.
 
     *history* has one entry per layer ({"created_by", "comment", optional
@@ -84,7 +85,7 @@ def image_config(*, architecture: str, variant: str, os: str = "freebsd", create
     if len(history) != len(diff_ids):
         raise LayerError(f"image config {architecture}: {len(history)} history entries "
                          f"for {len(diff_ids)} layers")
-    runtime: dict = {"Env": list(env)}
+    runtime: dict[str, Any] = {"Env": list(env)}
     if cmd:
         runtime["Cmd"] = list(cmd)
     if labels:
@@ -102,14 +103,15 @@ def image_config(*, architecture: str, variant: str, os: str = "freebsd", create
     return config
 
 
-def _history_entry(entry: dict, created: int) -> dict:
+def _history_entry(entry: dict[str, Any], created: int) -> dict[str, Any]:
     out = {"created": rfc3339(entry.get("created", created)), "created_by": entry["created_by"]}
     if entry.get("comment"):
         out["comment"] = entry["comment"]
     return out
 
 
-def image_manifest(config_desc: dict, layer_descs: list[dict], annotations: dict | None) -> dict:
+def image_manifest(config_desc: dict[str, Any], layer_descs: list[dict[str, Any]],
+                   annotations: dict[str, str] | None) -> dict[str, Any]:
     if not layer_descs:
         raise LayerError(f"manifest for config {config_desc.get('digest')}: no layers "
                          "(the image-spec schema requires at least one)")
@@ -120,7 +122,8 @@ def image_manifest(config_desc: dict, layer_descs: list[dict], annotations: dict
     return manifest
 
 
-def image_index(entries: list[tuple[dict, dict]], annotations: dict | None) -> dict:
+def image_index(entries: list[tuple[dict[str, Any], dict[str, str]]],
+                annotations: dict[str, str] | None) -> dict[str, Any]:
     """An image index of (descriptor, platform) pairs; an empty platform is left out.
 
     The same shape serves as a multi-arch index blob and as a layout's
@@ -139,14 +142,14 @@ def image_index(entries: list[tuple[dict, dict]], annotations: dict | None) -> d
     return index
 
 
-def with_ref_name(desc: dict, ref_name: str) -> dict:
+def with_ref_name(desc: dict[str, Any], ref_name: str) -> dict[str, Any]:
     """*desc* annotated with the tag a layout or `podman load` shows for it."""
     out = dict(desc)
     out["annotations"] = {**desc.get("annotations", {}), ANNOTATION_REF_NAME: ref_name}
     return out
 
 
-def _load_document(blobs_dir: Path, desc: dict) -> dict:
+def _load_document(blobs_dir: Path, desc: dict[str, Any]) -> dict[str, Any]:
     """Read a manifest/index blob, checking size and digest (they are small)."""
     path = blob_path(blobs_dir, desc["digest"])
     if desc["size"] > _MAX_DOCUMENT:
@@ -157,10 +160,11 @@ def _load_document(blobs_dir: Path, desc: dict) -> dict:
         raise LayerError(f"{desc['digest']}: {desc['mediaType']} missing from {blobs_dir}") from None
     if "sha256:" + hashlib.sha256(data).hexdigest() != desc["digest"]:
         raise LayerError(f"{path}: content does not match its digest")
-    return json.loads(data)
+    document: dict[str, Any] = json.loads(data)
+    return document
 
 
-def reachable_blobs(blobs_dir: Path, index: dict) -> list[tuple[str, int]]:
+def reachable_blobs(blobs_dir: Path, index: dict[str, Any]) -> list[tuple[str, int]]:
     """(digest, size) of every blob *index* leads to, sorted, each once.
 
     Walks nested indexes and manifests (config and layers); every blob must
@@ -202,7 +206,7 @@ def _place_blob(src: Path, dst: Path) -> None:
         os.chmod(dst, 0o644)
 
 
-def write_layout(dest: Path, blobs_dir: Path, index: dict) -> None:
+def write_layout(dest: Path, blobs_dir: Path, index: dict[str, Any]) -> None:
     """An OCI image layout at *dest* holding *index* as index.json and its blobs.
 
     Built in a temporary directory next to *dest* and swapped in whole, so a

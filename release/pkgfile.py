@@ -15,20 +15,21 @@ import contextlib
 import dataclasses
 import gzip
 import hashlib
+import io
 import lzma
 import os
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 import zstandard
 
 from .errors import InputError, PackageError
 from .fsutil import atomic_output
-from .pkgmanifest import (Expected, build_manifests, check_path, encode_manifest, fflags_bits,
+from .pkgmanifest import (Expected, TarHeader, build_manifests, check_path, encode_manifest, fflags_bits,
                           fflags_text, file_tables, index_manifest, parse_manifest, resolve_metadata,
                           symlink_sum_input)
 from .pkgtar import BLOCK, Kind, Member, _padding, _ustar_header, tar_header  # noqa: F401 (Member, tar_header re-exported)
@@ -49,8 +50,8 @@ class PackageInfo:
     sha256: str
     pkg2: str
     size: int
-    manifest: dict
-    compact: dict
+    manifest: dict[str, Any]
+    compact: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,10 @@ class PkgEntry:
 class _HashingSink:
     """File-like sink that hashes the compressed bytes on their way to disk."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: IO[bytes]) -> None:
         self.out, self.summer = out, Summer()
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.summer.update(data)
         self.out.write(data)
         return len(data)
@@ -90,7 +91,7 @@ class _HashingSink:
         self.out.flush()
 
 
-def _check_member(m: Member, where: str, earlier_files: dict) -> str:
+def _check_member(m: Member, where: str, earlier_files: dict[str, Member]) -> str:
     """Validate one Member; returns its canonical flags text."""
     at = f"{where}: {m.path}"
     if m.kind not in KINDS:
@@ -119,15 +120,19 @@ def _check_member(m: Member, where: str, earlier_files: dict) -> str:
         raise PackageError(f"{at}: {exc}") from None
 
 
-def _compressor(sink: _HashingSink, compression: str, level: int):
+Write = Callable[[bytes | memoryview], object]
+
+
+def _compressor(sink: _HashingSink, compression: str, level: int) -> tuple[Write, Callable[[], object]]:
     """(write, finish) callables feeding *sink* through the chosen compressor, single-threaded."""
     if compression == "zstd":
         writer = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True,
-                                          write_content_size=False).stream_writer(sink, closefd=False)
+                                          write_content_size=False).stream_writer(
+            sink, closefd=False)  # type: ignore[arg-type]  # zstandard's stub asks for IO[bytes]; it calls write()
 
         def finish() -> None:
             writer.flush(zstandard.FLUSH_FRAME)
-            writer.close()
+            writer.close()  # type: ignore[no-untyped-call]  # zstandard's stub leaves close() unannotated
         return writer.write, finish
     # xz: pkg's libarchive default preset is 6; the zstd-scale default 19 means "default".
     comp = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64,
@@ -135,7 +140,7 @@ def _compressor(sink: _HashingSink, compression: str, level: int):
     return (lambda data: sink.write(comp.compress(data))), (lambda: sink.write(comp.flush()))
 
 
-def write_package(dest: Path, manifest: dict, members: list[Member], *, generation: str,
+def write_package(dest: Path, manifest: dict[str, Any], members: list[Member], *, generation: str,
                   compression: str = "zstd", level: int = 19) -> PackageInfo:
     """Write a .pkg the way pkg-create(8) lays it out; same inputs give the same bytes.
 
@@ -151,7 +156,9 @@ def write_package(dest: Path, manifest: dict, members: list[Member], *, generati
         raise InputError(f"{where}: unknown manifest generation {generation!r}")
     if compression not in ("zstd", "xz"):
         raise InputError(f"{where}: unknown package compression {compression!r}")
-    files, dirs, seen = [], [], {}
+    files: list[Member] = []
+    dirs: list[Member] = []
+    seen: dict[str, Member] = {}
     for m in members:
         m = dataclasses.replace(m, fflags=_check_member(m, where, seen))
         if m.path in seen:
@@ -198,11 +205,23 @@ def _as_package_error(name: str) -> Iterator[None]:
         raise PackageError(f"{name}: corrupt or truncated archive ({exc or type(exc).__name__})") from None
 
 
+class Readable(Protocol):
+    """What the reader needs of a package's bytes: read() and nothing else."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _Prepend:
     """A read()-only stream with sniffed magic bytes pushed back in front."""
 
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+    def __init__(self, head: bytes, raw: Readable) -> None:
         self.head, self.raw = head, raw
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, offset: int, /) -> int:
+        raise io.UnsupportedOperation("seek")
 
     def read(self, size: int = -1) -> bytes:
         if self.head:
@@ -220,7 +239,7 @@ class _ZstdFrames:
     stream from a cut one.
     """
 
-    def __init__(self, raw) -> None:
+    def __init__(self, raw: Readable) -> None:
         self.raw, self.frames = raw, 0
         self._state, self._need, self._buf, self._skip, self._checksum = "magic", 4, b"", 0, False
 
@@ -271,15 +290,17 @@ class _ZstdFrames:
                 self._state, self._need = "magic", 4
 
 
-def _decompressing(raw: BinaryIO):
+def _decompressing(raw: BinaryIO) -> tuple[Readable, _ZstdFrames | None]:
     """(decompressed stream, zstd frame walker or None) for a .pkg of any compression pkg wrote."""
     head = raw.read(6)
     src = _Prepend(head, raw)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         frames = _ZstdFrames(src)
-        return zstandard.ZstdDecompressor().stream_reader(frames, read_size=1 << 16, closefd=False), frames
+        return zstandard.ZstdDecompressor().stream_reader(
+            frames,  # type: ignore[arg-type]  # zstandard's stub asks for IO[bytes]; it calls read()
+            read_size=1 << 16, closefd=False), frames
     if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(src), None
+        return lzma.LZMAFile(cast(IO[bytes], src)), None   # typeshed asks for IO[bytes]; LZMAFile only reads
     if head.startswith(b"\x1f\x8b"):
         return gzip.GzipFile(fileobj=src), None
     if head.startswith(b"BZh"):
@@ -290,7 +311,7 @@ def _decompressing(raw: BinaryIO):
 class _VerifiedStream:
     """A member's contents; the manifest sum is checked as soon as the last byte is read."""
 
-    def __init__(self, src: BinaryIO, size: int, expected: str, at: str, name: str) -> None:
+    def __init__(self, src: IO[bytes], size: int, expected: str, at: str, name: str) -> None:
         self._src, self._left, self._expected, self._at, self._name = src, size, expected, at, name
         self._kind = sum_kind(expected)
         self._hash = hashlib.sha256() if self._kind == "sha256" else hashlib.blake2b(digest_size=64)
@@ -300,7 +321,7 @@ class _VerifiedStream:
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(_CHUNK), b""))
         with _as_package_error(self._name):
@@ -320,23 +341,33 @@ class _VerifiedStream:
         if self.actual != self._expected.removeprefix("1$"):
             raise PackageError(f"{self._at}: contents do not match the manifest sum")
 
-    def finish(self) -> None:
-        """Read (and so verify) whatever the consumer left unread."""
+    def finish(self) -> str:
+        """Read (and so verify) whatever the consumer left unread; the contents' sum."""
         while self._left:
             self.read(_CHUNK)
+        assert self.actual is not None          # set by the read that took the last byte
+        return self.actual
 
 
-def _kind(ti: tarfile.TarInfo) -> tuple[str | None, str]:
+_KINDS: dict[bytes, Kind] = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
+                             tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink", tarfile.DIRTYPE: "dir"}
+
+
+def _kind(ti: tarfile.TarInfo) -> tuple[Kind | None, str]:
     """(kind, "") for what a package may hold, else (None, why not)."""
     if ti.issparse() or ti.type == tarfile.GNUTYPE_SPARSE or \
             any(k.startswith("GNU.sparse.") for k in ti.pax_headers):
         return None, "sparse file"
-    kind = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
-            tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink", tarfile.DIRTYPE: "dir"}.get(ti.type)
+    kind = _KINDS.get(ti.type)
     if kind:
         return kind, ""
     return None, {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",
                   tarfile.FIFOTYPE: "fifo"}.get(ti.type, f"member type {ti.type!r}")
+
+
+def _stream_tar(stream: Readable) -> tarfile.TarFile:
+    """A tar read in stream mode ("r|"), which only calls read() (typeshed's fileobj lists write and seek)."""
+    return tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", encoding="utf-8", errors="surrogateescape")
 
 
 class PackageReader:
@@ -347,21 +378,20 @@ class PackageReader:
         try:
             with _as_package_error(name):
                 self._stream, self._frames = _decompressing(raw)
-                self._tar = tarfile.open(  # noqa: SIM115 (kept open for entries(), closed by close())
-                    fileobj=self._stream, mode="r|", encoding="utf-8", errors="surrogateescape")
+                self._tar = _stream_tar(self._stream)
                 self._pending = self._read_metadata()
             self._index = index_manifest(self.manifest, name)
         except BaseException:
             self.close()
             raise
         self.generation: str = self._index.generation
-        self.scripts: dict = self._index.scripts
-        self.config_files: set = set(self._index.config_files)
+        self.scripts: dict[str, str] = self._index.scripts
+        self.config_files: set[str] = set(self._index.config_files)
 
     def __enter__(self) -> PackageReader:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -370,19 +400,21 @@ class PackageReader:
 
     def _next(self) -> tarfile.TarInfo | None:
         ti = self._tar.next()
-        self._tar.members.clear()  # stream mode needs no index; keep memory flat
+        self._tar.members.clear()  # type: ignore[attr-defined]  # stream mode needs no index; keep memory flat
         return ti
 
     def _read_metadata(self) -> tarfile.TarInfo | None:
         """Read the leading '+' members; return the first member after them."""
-        found: dict[str, dict] = {}
+        found: dict[str, dict[str, Any]] = {}
         ti = self._next()
         while ti is not None and ti.name.startswith("+"):
             if ti.name not in ("+MANIFEST", "+COMPACT_MANIFEST") or ti.name in found or not ti.isreg():
                 raise PackageError(f"{self.name}: {ti.name}: unexpected metadata member")
             if ti.size > MAX_METADATA:
                 raise PackageError(f"{self.name}: {ti.name}: {ti.size} bytes is too large")
-            data = self._tar.extractfile(ti).read()
+            member = self._tar.extractfile(ti)
+            assert member is not None           # a regular file (checked above)
+            data = member.read()
             try:
                 data.decode("utf-8")
             except UnicodeDecodeError as e:    # the records and the pkg database built from it are UTF-8
@@ -393,8 +425,8 @@ class PackageReader:
             if ti is None:
                 self._drain()
             raise PackageError(f"{self.name}: no +MANIFEST before the first file")
-        self.manifest: dict = found["+MANIFEST"]
-        self.compact: dict | None = found.get("+COMPACT_MANIFEST")
+        self.manifest: dict[str, Any] = found["+MANIFEST"]
+        self.compact: dict[str, Any] | None = found.get("+COMPACT_MANIFEST")
         return ti
 
     def _drain(self) -> None:
@@ -426,8 +458,7 @@ class PackageReader:
             entry, stream = self._entry(ti, seen, file_sums)
             yield entry, stream
             if stream is not None:
-                stream.finish()
-                file_sums[entry.path] = stream.actual
+                file_sums[entry.path] = stream.finish()
             with _as_package_error(self.name):
                 ti = self._next()
         self._drain()
@@ -437,7 +468,8 @@ class PackageReader:
             raise PackageError(f"{self.name}: {missing[0]}: listed in the manifest but missing "
                                f"from the archive{more}")
 
-    def _entry(self, ti: tarfile.TarInfo, seen: set, file_sums: dict):
+    def _entry(self, ti: tarfile.TarInfo, seen: set[str],
+               file_sums: dict[str, str]) -> tuple[PkgEntry, _VerifiedStream | None]:
         kind, why_not = _kind(ti)
         path = "/" if kind == "dir" and ti.name == "" else ti.name
         at = f"{self.name}: {printable(path)}"
@@ -465,27 +497,33 @@ class PackageReader:
         stream = self._check_content(ti, kind, expected, at, file_sums)
         return self._resolve(ti, kind, path, expected, at), stream
 
-    def _check_content(self, ti, kind: str, expected: Expected, at: str, file_sums: dict):
+    def _check_content(self, ti: tarfile.TarInfo, kind: Kind, expected: Expected, at: str,
+                       file_sums: dict[str, str]) -> _VerifiedStream | None:
         if expected.symlink_target is not None and (kind != "symlink" or ti.linkname != expected.symlink_target):
             raise PackageError(f"{at}: symlink target differs from the manifest")
+        if kind == "dir":
+            return None
+        digest = expected.sum
+        assert digest is not None               # every non-directory of a manifest has a sum (_expected)
         if kind == "symlink":
-            if not _sum_matches(symlink_sum_input(ti.linkname), expected.sum):
+            if not _sum_matches(symlink_sum_input(ti.linkname), digest):
                 raise PackageError(f"{at}: symlink target does not match the manifest sum")
         elif kind == "hardlink":
             source = file_sums.get(ti.linkname)
             if source is None:
                 raise PackageError(f"{at}: hardlink to {ti.linkname!r}, which is not an earlier file")
-            if source != expected.sum.removeprefix("1$"):
+            if source != digest.removeprefix("1$"):
                 raise PackageError(f"{at}: hardlink contents do not match the manifest sum")
         elif kind == "file":
             with _as_package_error(self.name):
                 src = self._tar.extractfile(ti)
-            return _VerifiedStream(src, ti.size, expected.sum, at, self.name)
+            assert src is not None              # a regular file
+            return _VerifiedStream(src, ti.size, digest, at, self.name)
         return None
 
-    def _resolve(self, ti, kind: str, path: str, expected: Expected, at: str) -> PkgEntry:
-        header = dict(uname=ti.uname, gname=ti.gname, mode=ti.mode, mtime=ti.mtime,
-                      fflags=ti.pax_headers.get("SCHILY.fflags", ""))
+    def _resolve(self, ti: tarfile.TarInfo, kind: Kind, path: str, expected: Expected, at: str) -> PkgEntry:
+        header = TarHeader(uname=ti.uname, gname=ti.gname, mode=ti.mode, mtime=ti.mtime,
+                           fflags=ti.pax_headers.get("SCHILY.fflags", ""))
         return PkgEntry(path=path, kind=kind, size=ti.size if kind == "file" else 0,
                         target=ti.linkname if kind in ("symlink", "hardlink") else "",
                         config=path in self.config_files, **resolve_metadata(expected, header, at))
@@ -502,7 +540,7 @@ def _sum_matches(data: bytes, expected: str) -> bool:
     return summer.matches(expected)
 
 
-def open_package(path_or_fileobj: str | os.PathLike | BinaryIO, name_for_errors: str) -> PackageReader:
+def open_package(path_or_fileobj: str | os.PathLike[str] | BinaryIO, name_for_errors: str) -> PackageReader:
     """Open a .pkg for one streaming pass; the manifests are read and checked here."""
     if isinstance(path_or_fileobj, (str, os.PathLike)):
         try:
@@ -513,7 +551,7 @@ def open_package(path_or_fileobj: str | os.PathLike | BinaryIO, name_for_errors:
     return PackageReader(path_or_fileobj, name_for_errors, owns=False)
 
 
-def read_manifest(path: str | os.PathLike) -> dict:
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed +MANIFEST, reading only the leading metadata members (catalogue builds)."""
     with open_package(path, Path(path).name) as reader:
         return reader.manifest

@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from .errors import IntegrityError, PackageError
+from .pkgtar import Member
 from .sums import pkg2_sum, sha256_sum, sum_kind
 
 # Top-level keys in pkg_emit_object order.  The compact manifest is the same
@@ -142,7 +143,7 @@ def check_path(path: str, is_dir: bool) -> str | None:
 
 # --- writing ---------------------------------------------------------------
 
-def _content_sum(m, files: dict, generation: str) -> str:
+def _content_sum(m: Member, files: dict[str, Member], generation: str) -> str:
     if m.kind == "symlink":
         data = symlink_sum_input(m.target)
     else:
@@ -150,7 +151,8 @@ def _content_sum(m, files: dict, generation: str) -> str:
     return "1$" + sha256_sum(data) if generation == "old" else pkg2_sum(data)
 
 
-def file_tables(files: list, dirs: list, generation: str) -> tuple[dict, dict, int]:
+def file_tables(files: list[Member], dirs: list[Member],
+                generation: str) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Manifest "files" and "directories" tables plus flatsize, as pkg-create computes them.
 
     *files*/*dirs* are pkgfile.Member objects in archive order with
@@ -158,7 +160,9 @@ def file_tables(files: list, dirs: list, generation: str) -> tuple[dict, dict, i
     symlink as the length of its target (what lstat reports).
     """
     by_path = {m.path: m for m in files}
-    ftable, dtable, flatsize = {}, {}, 0
+    ftable: dict[str, Any] = {}
+    dtable: dict[str, Any] = {}
+    flatsize = 0
     for m in files:
         digest = _content_sum(m, by_path, generation)
         if m.kind != "hardlink":
@@ -166,7 +170,7 @@ def file_tables(files: list, dirs: list, generation: str) -> tuple[dict, dict, i
         if generation == "old":
             ftable[urlencode(m.path)] = digest
             continue
-        attrs = {"sum": digest, "uname": m.uname, "gname": m.gname, "perm": perm_text(m.mode),
+        attrs: dict[str, str | int] = {"sum": digest, "uname": m.uname, "gname": m.gname, "perm": perm_text(m.mode),
                  "fflags": fflags_bits(m.fflags)}
         if m.kind == "symlink":
             attrs["symlink_target"] = m.target
@@ -185,7 +189,7 @@ _UCL_UNSAFE = re.compile(r'[\x00-\x1f"\\]')
 
 
 def _ucl_string(text: str, where: str) -> str:
-    def escape(match: re.Match) -> str:
+    def escape(match: re.Match[str]) -> str:
         char = match.group()
         if char not in _UCL_ESCAPES:
             # libucl would replace it with U+FFFD and lose it: refuse instead.
@@ -234,8 +238,8 @@ def _encoded_value(key: str, value: Any, where: str) -> Any:
     return value
 
 
-def build_manifests(manifest: dict, files: dict, directories: dict, flatsize: int,
-                    where: str) -> tuple[dict, dict]:
+def build_manifests(manifest: dict[str, Any], files: dict[str, Any], directories: dict[str, Any], flatsize: int,
+                    where: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(compact, full) manifest objects in pkg's key order.
 
     *manifest* holds the package's own fields with plain-text scripts, desc
@@ -262,7 +266,7 @@ def build_manifests(manifest: dict, files: dict, directories: dict, flatsize: in
     return compact, full
 
 
-def encode_manifest(obj: dict, where: str) -> bytes:
+def encode_manifest(obj: dict[str, Any], where: str) -> bytes:
     return ucl_compact_json(obj, where).encode("utf-8", "surrogateescape")
 
 
@@ -286,12 +290,12 @@ class Expected:
 @dataclass(frozen=True)
 class ManifestIndex:
     generation: str
-    entries: dict            # path -> Expected
-    scripts: dict            # phase -> decoded shell text
-    config_files: frozenset
+    entries: dict[str, Expected]        # path -> Expected
+    scripts: dict[str, str]             # phase -> decoded shell text
+    config_files: frozenset[str]
 
 
-def parse_manifest(data: bytes, where: str) -> dict:
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     """A +MANIFEST / +COMPACT_MANIFEST object, or PackageError naming *where*."""
     try:
         obj = json.loads(data.decode("utf-8", "surrogateescape"))
@@ -310,7 +314,7 @@ def parse_manifest(data: bytes, where: str) -> dict:
     return obj
 
 
-def manifest_generation(obj: dict, where: str) -> str:
+def manifest_generation(obj: dict[str, Any], where: str) -> str:
     """"new" when file/directory values are objects, "old" when they are strings."""
     kinds = {isinstance(v, dict) for table in ("files", "directories")
              for v in obj.get(table, {}).values()}
@@ -329,7 +333,7 @@ def check_sum(value: Any, where: str) -> str:
     return value
 
 
-def _int_field(attrs: dict, key: str, where: str, octal: bool = False) -> int | None:
+def _int_field(attrs: dict[str, Any], key: str, where: str, octal: bool = False) -> int | None:
     value = attrs.get(key)
     if value is None:
         return None
@@ -343,7 +347,7 @@ def _int_field(attrs: dict, key: str, where: str, octal: bool = False) -> int | 
     raise PackageError(f"{where}: bad {key} {value!r} in the manifest")
 
 
-def _str_field(attrs: dict, key: str, where: str) -> str | None:
+def _str_field(attrs: dict[str, Any], key: str, where: str) -> str | None:
     value = attrs.get(key)
     if value is not None and not isinstance(value, str):
         raise PackageError(f"{where}: bad {key} {value!r} in the manifest")
@@ -355,17 +359,18 @@ def _expected(path: str, value: Any, is_dir: bool, where: str) -> Expected:
         if is_dir:
             return Expected(path, True)
         return Expected(path, False, sum=check_sum(value, where))
-    fields = dict(uname=_str_field(value, "uname", where), gname=_str_field(value, "gname", where),
-                  perm=_int_field(value, "perm", where, octal=True),
-                  fflags=_int_field(value, "fflags", where))
+    uname, gname = _str_field(value, "uname", where), _str_field(value, "gname", where)
+    perm, fflags = _int_field(value, "perm", where, octal=True), _int_field(value, "fflags", where)
     if is_dir:
-        return Expected(path, True, mtime=_int_field(value, "mtime", where), **fields)
+        return Expected(path, True, mtime=_int_field(value, "mtime", where), uname=uname, gname=gname,
+                        perm=perm, fflags=fflags)
     return Expected(path, False, sum=check_sum(value.get("sum"), where),
                     mtime=_int_field(value, "mtime", where),
-                    symlink_target=_str_field(value, "symlink_target", where), **fields)
+                    symlink_target=_str_field(value, "symlink_target", where), uname=uname, gname=gname,
+                    perm=perm, fflags=fflags)
 
 
-def index_manifest(obj: dict, where: str) -> ManifestIndex:
+def index_manifest(obj: dict[str, Any], where: str) -> ManifestIndex:
     """Decode paths, sums and attributes into one table the archive is checked against."""
     generation = manifest_generation(obj, where)
     entries: dict[str, Expected] = {}
@@ -386,14 +391,34 @@ def index_manifest(obj: dict, where: str) -> ManifestIndex:
         scripts[phase] = urldecode(text)
     config = set()
     for item in obj.get("config", []):
-        path = urldecode(item) if isinstance(item, str) else None
-        if path is None or path not in entries or entries[path].is_dir:
+        config_path = urldecode(item) if isinstance(item, str) else None
+        if config_path is None or config_path not in entries or entries[config_path].is_dir:
             raise PackageError(f"{where}: config file {item!r} is not a file of the package")
-        config.add(path)
+        config.add(config_path)
     return ManifestIndex(generation, entries, scripts, frozenset(config))
 
 
-def resolve_metadata(expected: Expected, header: dict, where: str) -> dict:
+class TarHeader(TypedDict):
+    """What a member's tar header says about ownership, mode, time and flags."""
+
+    uname: str
+    gname: str
+    mode: int
+    mtime: float
+    fflags: str
+
+
+class Metadata(TypedDict):
+    """Owner, group, flags text, mode and mtime as pkg installs a member (PkgEntry's fields)."""
+
+    uname: str
+    gname: str
+    fflags: str
+    mode: int
+    mtime: int
+
+
+def resolve_metadata(expected: Expected, header: TarHeader, where: str) -> Metadata:
     """Owner, mode, mtime and flags as pkg applies them: the new manifest wins over the tar header.
 
     *header* holds the tar header's uname, gname, mode, mtime and fflags
@@ -408,6 +433,6 @@ def resolve_metadata(expected: Expected, header: dict, where: str) -> dict:
                             else fflags_bits(header["fflags"]))
     except ValueError as exc:
         raise PackageError(f"{where}: {exc}") from None
-    return dict(uname=uname, gname=gname, fflags=flags,
-                mode=expected.perm if expected.perm is not None else header["mode"] & 0o7777,
-                mtime=expected.mtime if expected.mtime is not None else int(header["mtime"]))
+    return Metadata(uname=uname, gname=gname, fflags=flags,
+                    mode=expected.perm if expected.perm is not None else header["mode"] & 0o7777,
+                    mtime=expected.mtime if expected.mtime is not None else int(header["mtime"]))

@@ -26,6 +26,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 from .errors import InputError, LockError
@@ -64,7 +65,7 @@ def zbase32_decode(text: str) -> bytes:
     return bytes(out)
 
 
-def package_checksum(sum_text: str) -> dict:
+def package_checksum(sum_text: str) -> dict[str, Any]:
     """The SPDX checksum of a package from its catalogue sum (sha256 hex, 1$ or 2$ spelling)."""
     if sum_kind(sum_text) == "sha256":
         return {"algorithm": "SHA256", "checksumValue": sum_text.removeprefix("1$")}
@@ -96,7 +97,7 @@ def _spdx_id(kind: str, name: str) -> str:
     return f"SPDXRef-{kind}-" + (ID_UNSAFE.sub("-", name).strip("-") or "x")
 
 
-def image_chain(lock: dict, flavour: str) -> list[str]:
+def image_chain(lock: dict[str, Any], flavour: str) -> list[str]:
     """The flavours whose layers make up *flavour*'s image, base first (static, dynamic, ...)."""
     flavours = lock.get("flavours", {})
     chain: list[str] = []
@@ -117,8 +118,8 @@ def image_chain(lock: dict, flavour: str) -> list[str]:
 @dataclass
 class _Document:
     """Packages, relationships and extracted licences collected while building the SBOM."""
-    packages: list[dict] = field(default_factory=list)
-    relationships: list[dict] = field(default_factory=list)
+    packages: list[dict[str, Any]] = field(default_factory=list)
+    relationships: list[dict[str, Any]] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
     license_refs: set[str] = field(default_factory=set)
 
@@ -138,7 +139,7 @@ class _Document:
         self.license_refs.update(re.findall(r"LicenseRef-[A-Za-z0-9.-]+", expression))
 
 
-def _image_package(doc: _Document, flavour: str, image: dict, version: str) -> dict:
+def _image_package(doc: _Document, flavour: str, image: dict[str, Any], version: str) -> dict[str, Any]:
     manifest = image["manifest"]
     algorithm, _, hexdigest = manifest["digest"].partition(":")
     if algorithm != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", hexdigest):
@@ -158,7 +159,8 @@ def _image_package(doc: _Document, flavour: str, image: dict, version: str) -> d
     }
 
 
-def _pkg_package(doc: _Document, pkg: dict, *, flavour: str, repository_url: str, distro: str) -> dict:
+def _pkg_package(doc: _Document, pkg: dict[str, Any], *, flavour: str, repository_url: str,
+                 distro: str) -> dict[str, Any]:
     name, version = pkg["name"], pkg["version"]
     expression = license_expression(pkg.get("licenses"), pkg.get("licenselogic"))
     doc.note_licenses(expression)
@@ -187,7 +189,7 @@ def _pkg_package(doc: _Document, pkg: dict, *, flavour: str, repository_url: str
     return entry
 
 
-def _src_package(doc: _Document, src: dict, source_url: str) -> dict:
+def _src_package(doc: _Document, src: dict[str, Any], source_url: str) -> dict[str, Any]:
     commit = src["commit"]
     location = source_url if source_url.startswith("git+") else f"git+{source_url}"
     return {
@@ -200,9 +202,9 @@ def _src_package(doc: _Document, src: dict, source_url: str) -> dict:
     }
 
 
-def image_sbom(*, release: str, version: str, arch: str, flavour: str, lock: dict, src: dict, image: dict,
-               parent: dict | None, created: int, source_url: str, repository_url: str | None = None,
-               namespace_base: str = NAMESPACE_BASE) -> dict:
+def image_sbom(*, release: str, version: str, arch: str, flavour: str, lock: dict[str, Any], src: dict[str, Any],
+               image: dict[str, Any], parent: dict[str, Any] | None, created: int, source_url: str,
+               repository_url: str | None = None, namespace_base: str = NAMESPACE_BASE) -> dict[str, Any]:
     """The SPDX 2.3 document of one image (release x arch x flavour).
 
     *lock* is the arch's lock, *src* the src record (commit, branch), *image* and
@@ -259,7 +261,7 @@ def image_sbom(*, release: str, version: str, arch: str, flavour: str, lock: dic
     return document
 
 
-def sbom_bytes(document: dict) -> bytes:
+def sbom_bytes(document: dict[str, Any]) -> bytes:
     """The published spelling: canonical JSON (sorted keys, no spaces, UTF-8)."""
     return canonical_json(document)
 
@@ -279,7 +281,7 @@ class Attachment:
     media_type: str
     digest: str
     blobs: dict[str, bytes]
-    descriptor: dict
+    descriptor: dict[str, Any]
     tag: str = ""
     fallback_tag: str = ""
 
@@ -292,7 +294,7 @@ def referrers_tag(digest: str) -> str:
     return f"{algorithm}-{hexdigest}"
 
 
-def sbom_artifact(sbom: bytes, subject: dict, *, created: int, title: str) -> Attachment:
+def sbom_artifact(sbom: bytes, subject: dict[str, Any], *, created: int, title: str) -> Attachment:
     """The OCI 1.1 artifact manifest carrying *sbom* with *subject* (the image manifest descriptor)."""
     empty = {**descriptor(MEDIA_EMPTY, EMPTY_BLOB), "data": "e30="}
     layer = {**descriptor(MEDIA_SPDX, sbom), "annotations": {"org.opencontainers.image.title": title}}
@@ -310,9 +312,9 @@ def sbom_artifact(sbom: bytes, subject: dict, *, created: int, title: str) -> At
                       fallback_tag=referrers_tag(subject["digest"]))
 
 
-def referrers_index(existing: bytes | None, referrer: dict) -> bytes:
+def referrers_index(existing: bytes | None, referrer: dict[str, Any]) -> bytes:
     """The fallback tag's image index with *referrer* added (kept once, others kept in order)."""
-    manifests: list[dict] = []
+    manifests: list[dict[str, Any]] = []
     if existing:
         try:
             index = json.loads(existing)

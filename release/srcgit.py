@@ -26,7 +26,6 @@ import contextlib
 import fcntl
 import fnmatch
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -212,7 +211,7 @@ class SrcMirror:
             raise FetchError(f"{self.url}: cannot reach src repository for branch "
                              f"{', '.join(branches)}: {e}") from None
         prefix = "refs/heads/"
-        return {h.name[len(prefix):] for h in heads if h.name.startswith(prefix)}
+        return {h.name[len(prefix):] for h in heads if h.name and h.name.startswith(prefix)}
 
     # -- reading ------------------------------------------------------------
 
@@ -322,9 +321,9 @@ class SrcMirror:
         walker = repo.walk(self._commit(commit).id, SortMode.NONE)
         walker.simplify_first_parent()
 
-        def ids(c: pygit2.Commit) -> tuple:
+        def ids(c: pygit2.Commit) -> tuple[pygit2.Oid | None, ...]:
             tree = c.tree
-            out = []
+            out: list[pygit2.Oid | None] = []
             for p in paths:
                 try:
                     out.append(tree[_clean_path(p)].id)
@@ -340,7 +339,7 @@ class SrcMirror:
                 return str(c.id), c.commit_time
         raise InputError(f"{self.url}: no commit reachable from {commit}")  # unreachable: the root commit returns
 
-    def _entry(self, commit: str, path: str) -> tuple[pygit2.Object, str]:
+    def _entry(self, commit: str, path: str) -> tuple[pygit2.Tree | pygit2.Blob, str]:
         """The git object at *path* in *commit* (root tree for an empty path)."""
         tree = self._commit(commit).tree
         clean = _clean_path(path)
@@ -369,7 +368,7 @@ class SrcMirror:
             obj, clean = self._entry(commit, path)
         except InputError:
             return None
-        if obj.type == pygit2.enums.ObjectType.BLOB and obj.filemode == FileMode.LINK:
+        if isinstance(obj, pygit2.Blob) and obj.filemode == FileMode.LINK:
             raise InputError(f"{self.url}: {clean} in src commit {commit} is a symbolic link "
                              f"to {obj.data.decode('utf-8', 'replace')}")
         return str(obj.id)
@@ -377,16 +376,16 @@ class SrcMirror:
     def read_object(self, oid: str, path: str) -> bytes:
         """The blob *oid* (recorded for *path* by input_id), straight from the object store."""
         obj = self._object(oid, path)
-        if obj.type != pygit2.enums.ObjectType.BLOB:
+        if not isinstance(obj, pygit2.Blob):
             raise InputError(f"{self.url}: {path} (object {oid[:12]}) is not a file")
         return obj.data
 
     def read_tree_object(self, oid: str, path: str) -> dict[str, TreeFile]:
         """Files and symlinks directly in the tree *oid* (recorded for directory *path*), sorted by name."""
         obj = self._object(oid, path)
-        if obj.type != pygit2.enums.ObjectType.TREE:
+        if not isinstance(obj, pygit2.Tree):
             raise InputError(f"{self.url}: {path} (object {oid[:12]}) is not a directory")
-        return {e.name: TreeFile(e.name, e.data, int(e.filemode)) for e in sorted(_blobs(obj), key=lambda e: e.name)}
+        return _tree_files(obj)
 
     def _object(self, oid: str, path: str) -> pygit2.Object:
         try:
@@ -398,7 +397,7 @@ class SrcMirror:
     def read_file(self, commit: str, path: str) -> bytes:
         """Contents of the regular file *path* in *commit*, straight from the blob."""
         obj, clean = self._entry(commit, path)
-        if obj.type != pygit2.enums.ObjectType.BLOB:
+        if not isinstance(obj, pygit2.Blob):
             raise InputError(f"{self.url}: {clean or '/'} in src commit {commit} is not a file")
         if obj.filemode == FileMode.LINK:
             raise InputError(f"{self.url}: {clean} in src commit {commit} is a symbolic link "
@@ -412,18 +411,15 @@ class SrcMirror:
         of data files (e.g. secure/caroot/trusted), never a whole subtree.
         """
         obj, clean = self._entry(commit, path)
-        if obj.type != pygit2.enums.ObjectType.TREE:
+        if not isinstance(obj, pygit2.Tree):
             raise InputError(f"{self.url}: {clean} in src commit {commit} is not a directory")
-        files = {}
-        for entry in sorted(_blobs(obj), key=lambda e: e.name):
-            files[entry.name] = TreeFile(entry.name, entry.data, int(entry.filemode))
-        return files
+        return _tree_files(obj)
 
 
-def _blobs(tree: pygit2.Tree) -> Iterator[pygit2.Blob]:
-    for entry in tree:
-        if entry.type == pygit2.enums.ObjectType.BLOB:
-            yield entry
+def _tree_files(tree: pygit2.Tree) -> dict[str, TreeFile]:
+    """The files and symlinks directly in *tree* (not subtrees or submodules), sorted by name."""
+    blobs = {entry.name: entry for entry in tree if isinstance(entry, pygit2.Blob) and entry.name is not None}
+    return {name: TreeFile(name, blobs[name].data, int(blobs[name].filemode)) for name in sorted(blobs)}
 
 
 class _Callbacks(pygit2.RemoteCallbacks):

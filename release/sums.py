@@ -53,7 +53,7 @@ class Summer:
         self.blake2b = hashlib.blake2b(digest_size=64)
         self.size = 0
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | memoryview) -> None:
         self.sha256.update(chunk)
         self.blake2b.update(chunk)
         self.size += len(chunk)
