@@ -5,6 +5,9 @@ user database; emulated commands' files get names back the same way.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
 from .errors import LayerError
 
 
@@ -39,7 +42,11 @@ def id_to_name(text: bytes | None, zero: str) -> dict[int, str]:
 _FILES = {"user": "/etc/master.passwd", "group": "/etc/group"}
 
 
-def lookup(table: dict, key: str | int, what: str, where: str):
+K = TypeVar("K", str, int)
+V = TypeVar("V", str, int)
+
+
+def lookup(table: Mapping[K, V], key: K, what: str, where: str) -> V:
     """*key* (a name or an id) of a "user" or "group" table, or one line naming where it was needed.
 
     The one home of the "not in the image's accounts" error: the layer writer,

@@ -35,7 +35,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 from .errors import LayerError
 from .fsutil import atomic_output
@@ -148,7 +148,7 @@ def _looks_compressed(path: Path) -> bool:
 class _Output:
     """The archive file plus one lazily opened LZMA stream for small members."""
 
-    def __init__(self, f: BinaryIO, preset: int) -> None:
+    def __init__(self, f: IO[bytes], preset: int) -> None:
         self.f = f
         self.preset = preset
         self._xz: lzma.LZMACompressor | None = None
@@ -197,7 +197,7 @@ def _is_whole_xz(path: Path) -> bool:
         return head.startswith(_XZ_MAGIC) and f.read(2) == _XZ_FOOTER_MAGIC
 
 
-def write_archive(dest: Path, blobs_dir: Path, index: dict, *, xz_preset: int,
+def write_archive(dest: Path, blobs_dir: Path, index: dict[str, Any], *, xz_preset: int,
                   cache_dir: Path, mtime: int = 0, store_compressed: bool = True) -> None:
     """Write *dest* (.txz): the layout of *index* as concatenated xz streams."""
     if not 0 <= xz_preset <= 9:
@@ -226,7 +226,7 @@ def write_archive(dest: Path, blobs_dir: Path, index: dict, *, xz_preset: int,
         out.end_stream()
 
 
-def _write_large(f: BinaryIO, blobs_dir: Path, cache_dir: Path, digest: str, size: int,
+def _write_large(f: IO[bytes], blobs_dir: Path, cache_dir: Path, digest: str, size: int,
                  mtime: int, preset: int, store_compressed: bool) -> None:
     path = blob_path(blobs_dir, digest)
     header = _file_member("blobs/sha256/" + digest[7:], size, mtime)

@@ -17,6 +17,9 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from .errors import ReleaseError
 from .fsutil import write_if_changed
@@ -29,7 +32,7 @@ from .openpgp import open_verifier, read_public_key
 from .signing import KEY_ENV, KEY_FILE_ENV, SigningKey, load_public_key, load_signing_key, verify_tree
 
 
-def build_sbom(plan: SbomPlan) -> dict:
+def build_sbom(plan: SbomPlan) -> dict[str, Any]:
     ws, r, a = plan.workspace, plan.release, plan.arch
     src = SrcHead.load(ws.src_json(r))
     image = ImageRecord.load(ws.image_json(r, a, plan.flavour))
@@ -52,7 +55,7 @@ def signing_key(keys: KeySettings) -> SigningKey | None:
     return None
 
 
-def trusted_public_key(keys: KeySettings):
+def trusted_public_key(keys: KeySettings) -> ec.EllipticCurvePublicKey:
     if not keys.public_key:
         raise ReleaseError("no trusted public key: set [signing] public_key in config.toml")
     return load_public_key(Path(keys.public_key))
@@ -75,8 +78,9 @@ def published_dirs(root: Path) -> list[tuple[Path, str]]:
         found.append((latest, ""))
     for day in sorted(root.glob("snapshots/OCI-IMAGES/*/*/[0-9]*")):
         for checksum in sorted(day.glob("CHECKSUM.SHA256-*")):
-            if not checksum.name.endswith((".sig", ".asc")):          # detached signatures, not suffixes
-                found.append((day, _SUFFIXED.match(checksum.name).group(1)))
+            suffixed = _SUFFIXED.match(checksum.name)
+            if suffixed and not checksum.name.endswith((".sig", ".asc")):   # detached signatures, not suffixes
+                found.append((day, suffixed.group(1)))
     return found
 
 
@@ -87,7 +91,7 @@ def tree_root(root: str) -> Path:
     return Path(root)
 
 
-def verify_published_tree(plan: TreePlan, say: Callable[[str], None] = print) -> dict:
+def verify_published_tree(plan: TreePlan, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Signatures, checksums and archives of every published directory, and the signature store.
 
     Each problem is said on its own line.  The ECDSA signatures are checked

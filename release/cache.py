@@ -94,7 +94,7 @@ class PackageCache:
             directory = self.root / kind
             if not directory.is_dir():
                 continue
-            stems = {_stem_of(p.name) for p in directory.iterdir()} - {None}
+            stems = {stem for p in directory.iterdir() if (stem := _stem_of(p.name)) is not None}
             for stem in sorted(stems - {s for k, s in kept if k == kind}):
                 removed.extend(self._remove(directory, stem))
         return sorted(removed)

@@ -8,11 +8,14 @@ added, removed and upgraded.  The first build of a branch reports "initial".
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import ReleaseError
 from .srcgit import SrcMirror
 
 
-def buildinfo(*, release: str, version: str, suffix: str, arch: str, src: dict, lock: dict) -> dict:
+def buildinfo(*, release: str, version: str, suffix: str, arch: str, src: dict[str, Any],
+              lock: dict[str, Any]) -> dict[str, Any]:
     return {
         "release": release, "version": version, "suffix": suffix, "arch": arch,
         "src": {k: src[k] for k in ("branch", "commit", "short", "count")},
@@ -21,11 +24,11 @@ def buildinfo(*, release: str, version: str, suffix: str, arch: str, src: dict, 
     }
 
 
-def compare(previous: dict | None, current: dict, mirror: SrcMirror | None) -> dict:
+def compare(previous: dict[str, Any] | None, current: dict[str, Any], mirror: SrcMirror | None) -> dict[str, Any]:
     """The change report of *current* against *previous* (None: the first build)."""
-    report: dict = {"release": current["release"], "version": current["version"], "arch": current["arch"],
-                    "suffix": current["suffix"], "src": {"branch": current["src"]["branch"],
-                                                         "to": current["src"]["commit"]}}
+    report: dict[str, Any] = {"release": current["release"], "version": current["version"],
+                              "arch": current["arch"], "suffix": current["suffix"],
+                              "src": {"branch": current["src"]["branch"], "to": current["src"]["commit"]}}
     if previous is None:
         report["initial"] = True
         report["flavours"] = {f: {"added": dict(sorted(p.items())), "removed": {}, "upgraded": {}}
@@ -52,7 +55,7 @@ def compare(previous: dict | None, current: dict, mirror: SrcMirror | None) -> d
     return report
 
 
-def text(report: dict) -> str:
+def text(report: dict[str, Any]) -> str:
     """A short human summary of a change report."""
     head = f"FreeBSD {report['version']} {report['arch']} {report['suffix']}"
     lines = []

@@ -23,7 +23,7 @@ PHASE_TEXT = {"before-packages": "before the flavour's packages are installed",
 assert set(PHASE_TEXT) == set(PHASES)
 
 
-def _value(value) -> str:
+def _value(value: object) -> str:
     """A default as TOML spells it."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -40,7 +40,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _default(value, required) -> str:
+def _default(value: object, required: object) -> str:
     return "required" if value is required else f"`{_cell(_value(value))}`"
 
 

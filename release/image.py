@@ -15,6 +15,7 @@ earlier stages' results from the records the plan names.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .archive import write_archive
 from .checksum import verify_checksums, write_checksums
@@ -33,7 +34,7 @@ URL = "https://www.FreeBSD.org"
 def check_conflicts(plan: ImagePlan) -> None:
     """A path owned by packages of two layers must be the same thing in both (pkg would refuse)."""
     ws = plan.workspace
-    owners: dict[str, tuple[list, str]] = {}
+    owners: dict[str, tuple[list[str], str]] = {}     # path -> ([kind, digest, package], flavour)
     for f in plan.chain:
         for path, (kind, digest, package) in PackageIndex.load(
                 ws.package_index_json(plan.release, plan.arch, f)).paths.items():
@@ -50,7 +51,7 @@ def _licenses(plan: ImagePlan) -> str:
     return image_license([license_expression(p.licenses, p.licenselogic) for p in packages])
 
 
-def build_image(plan: ImagePlan) -> dict:
+def build_image(plan: ImagePlan) -> dict[str, Any]:
     ws, r, a = plan.workspace, plan.release, plan.arch
     check_conflicts(plan)
     layers = [LayerRecord.load(ws.layer_json(r, a, c)) for c in plan.chain]
@@ -84,7 +85,7 @@ def build_image(plan: ImagePlan) -> dict:
     return {"manifest": manifest_desc["digest"]}
 
 
-def build_index(plan: IndexPlan) -> dict:
+def build_index(plan: IndexPlan) -> dict[str, Any]:
     ws = plan.workspace
     images = [ImageRecord.load(ws.image_json(plan.release, a, plan.flavour)) for a in plan.arches]
     src = SrcHead.load(ws.src_json(plan.release))
@@ -104,7 +105,7 @@ def build_index(plan: IndexPlan) -> dict:
     return {"index": index_desc["digest"]}
 
 
-def build_archive(plan: ArchivePlan) -> dict:
+def build_archive(plan: ArchivePlan) -> dict[str, Any]:
     ws = plan.workspace
     image = ImageRecord.load(ws.image_json(plan.release, plan.arch, plan.flavour))
     index = image_index([(with_ref_name(image.manifest, image.ref), image.platform)], None)

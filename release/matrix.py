@@ -28,6 +28,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import srcconf
 from .builtins.repoconf import base_repository
@@ -38,6 +39,9 @@ from .records import Lock, SrcHead
 from .sources import mirror_of, update_mirror
 from .srcgit import SrcMirror
 from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .plans import SrcLocation
 
 DEFAULT_NAME = "freebsd-${FLAVOUR}"
 
@@ -77,7 +81,7 @@ class Matrix:
         return out[::-1]
 
 
-def src_location_of(cfg: Config, release: Release):
+def src_location_of(cfg: Config, release: Release) -> SrcLocation:
     from .planner import src_location
     return src_location(cfg, release)
 
@@ -90,7 +94,7 @@ def needs_src(r: Release) -> bool:
 def fetch_mirrors(cfg: Config, releases: set[str]) -> None:
     """Bring the src mirrors of *releases* (configured names) up to date: one negotiation each, once per
     process, asking for every branch the configuration reads from that mirror."""
-    by_location: dict = {}
+    by_location: dict[SrcLocation, list[Release]] = {}
     for r in cfg.releases.values():
         by_location.setdefault(src_location_of(cfg, r), []).append(r)
     for location, rels in by_location.items():
@@ -128,7 +132,8 @@ def _commit_for(cfg: Config, ws: Workspace, r: Release, branch: str, mirror: Src
     if r.lock:
         from .planner import pinned_lock
         path = next((pinned_lock(cfg, r, a) for a in r.arches), "")
-        return Lock.load(Path(path)).src["commit"]
+        commit: str = Lock.load(Path(path)).src["commit"]
+        return commit
     try:
         return mirror.branch_commit(branch)
     except ReleaseError:
@@ -152,7 +157,7 @@ def _branches(cfg: Config, r: Release, mirror: SrcMirror, named: set[tuple[str, 
     return [b for b in newest if (cfg.src_url(r), b) not in named]
 
 
-def _version_key(branch: str) -> tuple:
+def _version_key(branch: str) -> tuple[int | str, ...]:
     return tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", branch))
 
 
@@ -169,7 +174,8 @@ class _Src:
     """Files of one src commit, remembering which were read."""
 
     def __init__(self, mirror: SrcMirror, commit: str) -> None:
-        self.mirror, self.commit, self.read = mirror, commit, []
+        self.mirror, self.commit = mirror, commit
+        self.read: list[str] = []
 
     def get(self, path: str) -> bytes | None:
         if not self.commit or self.mirror.object_id(self.commit, path) is None:
@@ -253,7 +259,7 @@ def _with_base_repository(steps: tuple[Step, ...], repository: dict[str, str] | 
 
 
 def _flavours(cfg: Config, r: Release, src: _Src, rel: srcconf.ReleaseId,
-              repository: dict[str, str] | None) -> tuple[dict[str, Flavour], dict]:
+              repository: dict[str, str] | None) -> tuple[dict[str, Flavour], dict[str, str]]:
     listed = list(r.flavours)
     if not listed:
         makefile = src.get(srcconf.MAKEFILE)
@@ -287,8 +293,9 @@ def _flavours(cfg: Config, r: Release, src: _Src, rel: srcconf.ReleaseId,
 
     def visit(n: str) -> None:
         if n not in order:
-            if defs[n].parent:
-                visit(defs[n].parent)
+            parent = defs[n].parent
+            if parent:
+                visit(parent)
             order.append(n)
     for n in listed:
         visit(n)

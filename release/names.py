@@ -12,7 +12,8 @@ CHECKSUM_FILES = ("CHECKSUM.SHA256", "CHECKSUM.SHA512")
 
 
 class HasSuffix(Protocol):
-    suffix: str | None
+    @property
+    def suffix(self) -> str | None: ...
 
 
 def archive_name(version: str, file_arch: str, flavour: str) -> str:

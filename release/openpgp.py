@@ -49,6 +49,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import NoReturn, Protocol
 
 from .errors import InputError, SignatureError, ToolError
 
@@ -99,13 +100,28 @@ def throwaway_home(agent_conf: str = "") -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _gpg_reason(result) -> str:
+class _GpgOutcome(Protocol):
+    """What this module reads of python-gnupg's result objects (the library ships no types)."""
+
+    stderr: str | None
+    status: str | None
+
+
+class _GpgVerdict(_GpgOutcome, Protocol):
+    """A decrypt or verify result: valid, the problems gpg reported and the signing key."""
+
+    valid: bool
+    problems: list[dict[str, str]] | None
+    fingerprint: str | None
+
+
+def _gpg_reason(result: _GpgOutcome) -> str:
     """gpg's last complaint ("signing failed: Bad passphrase"); its messages never echo a secret."""
     lines = [line[5:].strip() for line in (result.stderr or "").splitlines() if line.startswith("gpg: ")]
     return lines[-1] if lines else (result.status or "no signature made")
 
 
-def _first_problem(result, fallback: str) -> str:
+def _first_problem(result: _GpgOutcome, fallback: str) -> str:
     """gpg's reason, from its status lines, in a few words (no key material is ever in them)."""
     for problem in getattr(result, "problems", None) or []:
         if isinstance(problem, dict) and problem.get("status"):
@@ -155,7 +171,7 @@ class Signer:
 
     __str__ = __repr__
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("an OpenPGP signer cannot be pickled (it may hold a passphrase)")
 
 
@@ -237,7 +253,7 @@ class Verifier:
         self.trusted = trusted
         self.source = source
 
-    def _judge(self, result, what: str) -> None:
+    def _judge(self, result: _GpgVerdict, what: str) -> None:
         if not result.valid or result.problems:
             unknown = [p for p in result.problems or [] if isinstance(p, dict) and p.get("status") in
                        ("signature error", "no public key") and (p.get("fingerprint") or p.get("keyid"))]
@@ -271,7 +287,7 @@ class Verifier:
         return ", ".join(sorted(self.trusted))
 
 
-def read_public_key(source: str | os.PathLike) -> bytes:
+def read_public_key(source: str | os.PathLike[str]) -> bytes:
     try:
         return Path(source).read_bytes()
     except OSError as e:

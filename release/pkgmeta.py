@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from .builtins.entries import Entry
 from .builtins.pkgdb import DB_MODE, write_pkgdb
@@ -35,10 +36,11 @@ def _meta_path(ws: Workspace, p: LockedPackage) -> Path:
     return ws.package_meta(cached_package(ws, p).stem)
 
 
-def _manifest(ws: Workspace, p: LockedPackage) -> dict:
+def _manifest(ws: Workspace, p: LockedPackage) -> dict[str, Any]:
     meta = _meta_path(ws, p)
     if meta.is_file():
-        return read_json(meta)["manifest"]
+        manifest: dict[str, Any] = read_json(meta)["manifest"]
+        return manifest
     with open_package(cached_package(ws, p), p.label) as reader:
         return reader.manifest
 
@@ -65,17 +67,17 @@ def config_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def remember(ws: Workspace, p: LockedPackage, manifest: dict, config: dict[str, str]) -> dict:
+def remember(ws: Workspace, p: LockedPackage, manifest: dict[str, Any], config: dict[str, str]) -> dict[str, Any]:
     """Remember a package's manifest and the texts of its @config files (keyed by its sum) for pkgdb."""
     meta = {"manifest": manifest, "config": config}
     write_if_changed(_meta_path(ws, p), pretty_json(meta))
     return meta
 
 
-def _load_meta(ws: Workspace, p: LockedPackage) -> dict:
+def _load_meta(ws: Workspace, p: LockedPackage) -> dict[str, Any]:
     path = _meta_path(ws, p)
     if path.is_file():
-        meta = read_json(path)
+        meta: dict[str, Any] = read_json(path)
         if "config" in meta:
             return meta
     config: dict[str, str] = {}
@@ -90,7 +92,7 @@ def _load_meta(ws: Workspace, p: LockedPackage) -> dict:
 
 
 def write_pkgdb_entry(ws: Workspace, tree: LayerTree, packages: list[LockedPackage], *, schema: int, time: int,
-                      repository: str | None, metas: dict[str, dict]) -> None:
+                      repository: str | None, metas: dict[str, dict[str, Any]]) -> None:
     """/var/db/pkg/local.sqlite listing every package of the image, parents' first.
 
     A package the lock pulled in as a dependency (not asked for by name) is

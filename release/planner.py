@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from . import emulate, names, steps
 from .builtins.generations import tool_generations
@@ -127,7 +128,7 @@ def download_plan(m: Matrix, release: str, arch: str) -> DownloadPlan:
 
 # --------------------------------------------------------------------------- layers and images
 
-def compression(cfg: Config) -> dict:
+def compression(cfg: Config) -> dict[str, Any]:
     """The layer compressor's identity: media type, level, engine and the compressor's version."""
     p = cfg.pipeline
     return compressor_identity(p.layer_compression, gzip_level=p.gzip_level, zstd_level=p.zstd_level,

@@ -23,13 +23,16 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import RegistrySettings
 from .fsutil import canonical_json
 from .names import CHECKSUM_FILES
 from .steps import RepoSettings, Step
 from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def how(**kwargs: Any) -> Any:
@@ -40,8 +43,7 @@ def how(**kwargs: Any) -> Any:
 def plain(value: Any) -> Any:
     """The canonical JSON value of plan settings (nested plans and dataclasses included)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.metadata.get("identity", True)}
+        return plain_fields(value)
     if isinstance(value, Step):
         return value.as_dict()
     if isinstance(value, (list, tuple)):
@@ -51,6 +53,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def plain_fields(value: DataclassInstance) -> dict[str, Any]:
+    """plain() of a dataclass instance: its fields that count for identity."""
+    return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+            if f.metadata.get("identity", True)}
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,8 @@ class Plan:
         """What the body writes (doit targets)."""
         return []
 
-    def settings(self) -> dict:
-        return plain(self)
+    def settings(self) -> dict[str, Any]:
+        return plain_fields(self)
 
     def identity(self) -> str:
         return hashlib.sha256(canonical_json({"stage": type(self).__name__, **self.settings()})).hexdigest()
@@ -236,11 +244,11 @@ class LayerPlan(Plan):
     steps: tuple[Step, ...] = ()
     scripts: str = "builtin"
     ignore_scripts: tuple[str, ...] = ()
-    compression: dict = field(default_factory=dict)     # compress.compressor_identity: media, level, engine, versions
+    compression: dict[str, Any] = field(default_factory=dict)   # compress.compressor_identity: media, level, engine...
     description: str = ""
     pkgdb: PkgDatabase | None = None
-    tools: dict = field(default_factory=dict)   # the release's tool generations (builtins.generations)
-    executor: dict | None = None        # how target code runs (emulate.Method.identity), when it runs
+    tools: dict[str, Any] = field(default_factory=dict)   # the release's tool generations (builtins.generations)
+    executor: dict[str, Any] | None = None        # how target code runs (emulate.Method.identity), when it runs
     repository: RepoSettings | None = None
     origin: str = "config"              # what defines the flavour: "config" or the src file (oci-image-*.conf)
     src: SrcLocation = how(default=None)
@@ -281,7 +289,7 @@ class ImagePlan(Plan):
     description: str = ""
     cmd: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
-    platform: dict = field(default_factory=dict)
+    platform: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     ref: str = ""
     parent_ref: str = ""

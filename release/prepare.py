@@ -7,8 +7,10 @@ results atomically, only when they change.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from .cache import PackageCache
 from .errors import InputError
@@ -28,7 +30,7 @@ def fetcher_for(http: Http, progress: Progress | None = None) -> Fetcher:
                    user_agent=http.user_agent, progress=progress)
 
 
-def fetch_repository(plan: CataloguePlan) -> dict:
+def fetch_repository(plan: CataloguePlan) -> dict[str, Any]:
     """Refresh the verified catalogue of one release x arch; returns request statistics."""
     ws = plan.workspace
     dest = ws.repo(plan.release, plan.arch)
@@ -65,7 +67,7 @@ def lock_release(plan: LockPlan) -> None:
         lock.package_set(name).save(ws.packages_json(plan.release, plan.arch, name))
 
 
-def download_packages(plan: DownloadPlan) -> dict:
+def download_packages(plan: DownloadPlan) -> dict[str, Any]:
     """Make sure every locked package is in the cache, downloading in parallel (bounded)."""
     ws = plan.workspace
     lock = Lock.load(ws.lock(plan.release, plan.arch))
@@ -98,7 +100,7 @@ def downloads_present(plan: DownloadPlan) -> bool:
     return all((ws.root / rel).is_file() for rel in record.packages.values())
 
 
-def collect_garbage(plan: GcPlan, say=print) -> dict:
+def collect_garbage(plan: GcPlan, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Remove cached packages no lock of the configuration names, and kept ones whose bytes no longer match
     their sum (the next download fetches them again); their remembered metadata goes with them."""
     keep: set[str] = set()

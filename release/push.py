@@ -17,6 +17,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .attest import signing_key
 from .cosign import sign_image, signature_tag
@@ -30,6 +31,7 @@ from .regauth import find_credentials
 from .registry import Registry
 from .sbom import Attachment, referrers_index, sbom_artifact
 from .sigstore import PushSignatures, configured_signer
+from .signing import SigningKey
 from .textvars import expand
 from .workspace import Workspace
 
@@ -43,7 +45,7 @@ def tags_for(plan: PushPlan, src: SrcHead) -> list[str]:
     return [expand(t, variables) for t in plan.tags]
 
 
-def push_release(plan: PushPlan, say: Callable[[str], None] = print) -> dict:
+def push_release(plan: PushPlan, say: Callable[[str], None] = print) -> dict[str, Any]:
     if not plan.registries:
         raise ReleaseError("no registry configured: add a [registries.<name>] table to config.toml")
     src = SrcHead.load(plan.workspace.src_json(plan.release))
@@ -60,13 +62,13 @@ def push_release(plan: PushPlan, say: Callable[[str], None] = print) -> dict:
                 results[reg.name] = _push_to(plan, client, host, reg.namespace, src, key, say, store)
         if store is not None:
             made = store.save()
-            say(f"{plan.release}: OpenPGP signatures by {openpgp.fingerprint}: {made} made, "
+            say(f"{plan.release}: OpenPGP signatures by {store.signer.fingerprint}: {made} made, "
                 f"{store.count - made} kept ({store.root})")
     return results
 
 
-def _push_to(plan: PushPlan, client: Registry, host: str, namespace: str, src: SrcHead, key, say,
-             store: PushSignatures | None = None) -> dict:
+def _push_to(plan: PushPlan, client: Registry, host: str, namespace: str, src: SrcHead, key: SigningKey | None,
+             say: Callable[[str], None], store: PushSignatures | None = None) -> dict[str, Any]:
     ws = plan.workspace
     tags = tags_for(plan, src)
     pushed: list[str] = []
@@ -98,7 +100,7 @@ def _push_to(plan: PushPlan, client: Registry, host: str, namespace: str, src: S
     return {"repositories": pushed, "bytes_uploaded": uploaded}
 
 
-def _layout_index(ws: Workspace, release: str, flavour: str) -> dict:
+def _layout_index(ws: Workspace, release: str, flavour: str) -> dict[str, Any]:
     layout = load_json(ws.layout_dir(release, flavour) / "index.json", "the index stage")
     desc = dict(layout["manifests"][0])
     desc.pop("annotations", None)           # ref.name belongs to the layout, not to the registry

@@ -13,6 +13,7 @@ read as it is, and a save of an unchanged record rewrites nothing
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -45,7 +46,7 @@ class Record:
         names = {f.name for f in fields(cls)}      # type: ignore[arg-type]
         return cls(**{k: v for k, v in doc.items() if k in names})
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}   # type: ignore[call-overload]
 
     @classmethod
@@ -99,10 +100,10 @@ class SrcInputs(Record):
     inputs: dict[str, str | None]
     source_date_epoch: int
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"inputs": dict(self.inputs), "source_date_epoch": self.source_date_epoch}
 
-    def only(self, paths: set[str] | list[str]) -> dict[str, str | None]:
+    def only(self, paths: Collection[str]) -> dict[str, str | None]:
         return {p: oid for p, oid in self.inputs.items() if p in paths}
 
 
@@ -150,7 +151,7 @@ class PackageSet(Record):
         return cls(release=doc["release"], arch=doc["arch"], flavour=doc["flavour"], parent=doc["parent"],
                    packages=tuple(LockedPackage.from_json(p) for p in doc["packages"]))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"release": self.release, "arch": self.arch, "flavour": self.flavour, "parent": self.parent,
                 "packages": [p.to_json() for p in self.packages]}
 
@@ -185,7 +186,8 @@ class Lock:
 
     @property
     def src(self) -> dict[str, Any]:
-        return self.document["src"]
+        src: dict[str, Any] = self.document["src"]
+        return src
 
     def flavour_names(self) -> list[str]:
         return list(self.document["flavours"])
@@ -263,7 +265,7 @@ class LayerRecord(Record):
 class PackageIndex:
     """index.json: image path -> (kind, content digest, package) of what a flavour's packages installed."""
 
-    paths: dict[str, list]
+    paths: dict[str, list[str]]          # path -> [kind, sha256 or target digest, package]
 
     @classmethod
     def load(cls, path: Path) -> PackageIndex:

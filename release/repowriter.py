@@ -75,7 +75,7 @@ def meta_text(meta: RepoMeta) -> bytes:
     return ucl.dumps(fields).encode()
 
 
-def write_repository(root: Path, entries: list[dict], *, signing_key: bytes | None,
+def write_repository(root: Path, entries: list[dict[str, Any]], *, signing_key: bytes | None,
                      signature_type: str, packing_format: str = "tzst",
                      formats: Iterable[str] = CATALOGUE_FORMATS, meta_version: int = 2,
                      legacy_copies: bool = False, mtime: int = 0) -> None:
@@ -136,7 +136,7 @@ def _private_key(pem: bytes) -> rsa.RSAPrivateKey:
     return key
 
 
-def _sorted_entries(entries: list[dict]) -> list[dict]:
+def _sorted_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Validated entries in name order; one entry per package name."""
     seen: dict[str, int] = {}
     for index, row in enumerate(entries):
@@ -148,18 +148,18 @@ def _sorted_entries(entries: list[dict]) -> list[dict]:
     return [entries[seen[name]] for name in sorted(seen)]
 
 
-def _compact(row: dict) -> str:
+def _compact(row: dict[str, Any]) -> str:
     """pkg's UCL_EMIT_JSON_COMPACT: no spaces, UTF-8 kept, the caller's key order."""
     return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
 
 
-def _data_payload(rows: list[dict]) -> bytes:
+def _data_payload(rows: list[dict[str, Any]]) -> bytes:
     """One JSON object on one line, as the streamline emitter writes it."""
     packages = ",".join(_compact(row) for row in rows)
     return f'{{"groups":[],"expired_packages":[],"packages":[{packages}]}}'.encode()
 
 
-def _packagesite_payload(rows: list[dict]) -> bytes:
+def _packagesite_payload(rows: list[dict[str, Any]]) -> bytes:
     return "".join(_compact(row) + "\n" for row in rows).encode()
 
 

@@ -33,10 +33,10 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, Literal, overload
 
 import zstandard
 
@@ -78,7 +78,7 @@ class Node:
     size: int
     sha256: str = ""
     target: str = ""
-    stamp: tuple = field(default=(), compare=False)
+    stamp: tuple[int, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,15 @@ class _Writer:
             os.close(self._cache[1])
             self._cache = None
 
+    @overload
+    def parent(self, parts: list[str], where: str, *, create: Literal[True] = True) -> int: ...
+
+    @overload
+    def parent(self, parts: list[str], where: str, *, create: bool) -> int | None: ...
+
     def parent(self, parts: list[str], where: str, *, create: bool = True) -> int | None:
-        """Descriptor of the directory holding parts[-1] (owned by the writer's cache)."""
+        """Descriptor of the directory holding parts[-1] (owned by the writer's cache); None when it is
+        missing and *create* is false."""
         key = tuple(parts[:-1])
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
@@ -191,7 +198,7 @@ class _Writer:
         finally:
             os.close(fd)
 
-    def file(self, parts: list[str], mode: int, uid: int, gid: int, mtime: int, data: BinaryIO,
+    def file(self, parts: list[str], mode: int, uid: int, gid: int, mtime: int, data: IO[bytes],
              where: str) -> str:
         """A regular file streamed from *data*; returns its sha256."""
         dfd = self.parent(parts, where)
@@ -253,7 +260,7 @@ def _kind(mode: int) -> str:
 
 # --------------------------------------------------------------------------- layers
 
-def _open_blob(f: BinaryIO, media_type: str) -> BinaryIO:
+def _open_blob(f: BinaryIO, media_type: str) -> gzip.GzipFile | zstandard.ZstdDecompressionReader | BinaryIO:
     if media_type.endswith("+gzip"):
         return gzip.GzipFile(fileobj=f, mode="rb")
     if media_type.endswith("+zstd"):
@@ -299,6 +306,7 @@ def _apply_member(w: _Writer, tar: tarfile.TarFile, m: tarfile.TarInfo, label: s
         w.directory(parts, mode, m.uid, m.gid, mtime, where)
     elif m.isreg():
         stream = tar.extractfile(m)
+        assert stream is not None               # a regular file
         w.root.hashes[path] = w.file(parts, mode, m.uid, m.gid, mtime, stream, where)
     elif m.issym():
         w.symlink(parts, m.linkname, m.uid, m.gid, mtime, where)
@@ -378,7 +386,7 @@ def materialise(parent_dir: Path, lowers: Sequence[LayerBlob], tree: LayerTree |
 
 def remove_root(path: Path) -> None:
     """rm -rf that also copes with directories a command left without write permission."""
-    def retry(func, name, _exc):
+    def retry(func: Callable[[str], object], name: str, _exc: object) -> None:
         with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(name), 0o700)
             func(name)

@@ -27,8 +27,8 @@ def require_tool(name: str, purpose: str, package: str | None = None) -> str:
 
 
 def run(argv: Sequence[str], *, purpose: str, timeout: float | None = None,
-        input: bytes | None = None, cwd: str | None = None, env: dict | None = None,
-        capture: bool = True, check: bool = True) -> subprocess.CompletedProcess:
+        input: bytes | None = None, cwd: str | None = None, env: dict[str, str] | None = None,
+        capture: bool = True, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """Run *argv*; raise ToolError (one line) when it is missing, times out or fails."""
     argv = [str(a) for a in argv]
     log.debug("running: %s", shlex.join(argv))

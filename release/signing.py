@@ -34,6 +34,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -96,7 +97,7 @@ class SigningKey:
 
     __str__ = __repr__
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a SigningKey cannot be pickled (it would write the private key out)")
 
 
@@ -124,7 +125,7 @@ def _parse_private_key(pem: bytes, password: bytes | None, source: str) -> Signi
     return signing_key
 
 
-def load_signing_key(path: str | os.PathLike | None = None, *,
+def load_signing_key(path: str | os.PathLike[str] | None = None, *,
                      environ: Mapping[str, str] | None = None) -> SigningKey:
     """The release signing key from *path*, $RELEASE_SIGNING_KEY_FILE or $RELEASE_SIGNING_KEY."""
     env = os.environ if environ is None else environ
@@ -146,7 +147,7 @@ def load_signing_key(path: str | os.PathLike | None = None, *,
     return _parse_private_key(pem, secret, source)
 
 
-def load_public_key(source: bytes | str | os.PathLike) -> ec.EllipticCurvePublicKey:
+def load_public_key(source: bytes | str | os.PathLike[str]) -> ec.EllipticCurvePublicKey:
     """An ECDSA P-256 public key from PEM bytes or a PEM file path."""
     if isinstance(source, bytes):
         pem, where = source, "public key"
@@ -198,7 +199,7 @@ def _checksum_names(directory: Path, suffix: str) -> list[str]:
             if (directory / checksum_file_name(a, suffix)).is_file()]
 
 
-def sign_checksums(directory: str | os.PathLike, key: SigningKey, suffix: str = "") -> list[str]:
+def sign_checksums(directory: str | os.PathLike[str], key: SigningKey, suffix: str = "") -> list[str]:
     """Write ``CHECKSUM.*.sig`` for the CHECKSUM files in *directory* and SIGNING-KEY.pub.
 
     Returns the names of the files this step owns (written or already right).
@@ -229,7 +230,7 @@ def signature_ok(sig_path: Path, public_key: ec.EllipticCurvePublicKey, data: by
         return False
 
 
-def verify_tree(directory: str | os.PathLike, public_key: ec.EllipticCurvePublicKey,
+def verify_tree(directory: str | os.PathLike[str], public_key: ec.EllipticCurvePublicKey,
                 suffix: str = "") -> list[str]:
     """Problems with a download directory's signatures and checksums; empty when all is well.
 

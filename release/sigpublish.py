@@ -32,6 +32,7 @@ import os
 import shutil
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 from .config import RegistrySettings
 from .errors import InputError
@@ -94,7 +95,7 @@ def policy_snippet(all_scopes: dict[str, list[str]], public_key: bytes) -> bytes
 
 # --------------------------------------------------------------------------- owners
 
-def _owner_name(plan: PublishPlan, entries: list[Entry]) -> tuple[str, dict]:
+def _owner_name(plan: PublishPlan, entries: list[Entry]) -> tuple[str, dict[str, Any]]:
     if plan.kind == "snapshot":
         suffix = SrcHead.load(plan.workspace.src_json(plan.release)).suffix
         return (f"snapshot-{plan.version}-{suffix}.json",
@@ -103,7 +104,7 @@ def _owner_name(plan: PublishPlan, entries: list[Entry]) -> tuple[str, dict]:
     return f"release-{plan.version}-{build}.json", {"kind": "release", "version": plan.version}
 
 
-def _alive(root: Path, owner: dict) -> bool:
+def _alive(root: Path, owner: dict[str, Any]) -> bool:
     """A release's signatures stay; a snapshot's while some architecture still publishes its build."""
     if owner.get("kind") != "snapshot":
         return True
@@ -117,7 +118,7 @@ def _alive(root: Path, owner: dict) -> bool:
                if day.is_dir() and not day.is_symlink())
 
 
-def _owners(builds: Path) -> dict[Path, tuple[dict, list[Entry]]]:
+def _owners(builds: Path) -> dict[Path, tuple[dict[str, Any], list[Entry]]]:
     out = {}
     for path in sorted(builds.glob("*.json")) if builds.is_dir() else []:
         try:
@@ -212,7 +213,7 @@ def _release_sources(ws: Workspace, release: str, entries: list[Entry]) -> dict[
     return out
 
 
-def publish_signatures(plan: PublishPlan, root: Path, signer: Signer | None) -> dict:
+def publish_signatures(plan: PublishPlan, root: Path, signer: Signer | None) -> dict[str, Any]:
     """Bring the release's image signatures into the tree's store, drop those of pruned snapshots."""
     ws, release = plan.workspace, plan.release
     store = store_dir(root)
@@ -232,7 +233,7 @@ def publish_signatures(plan: PublishPlan, root: Path, signer: Signer | None) -> 
     return {"signatures": len(entries), "directories_changed": changed}
 
 
-def update_store(root: Path, owner: tuple[str, dict] | None, entries: list[Entry],
+def update_store(root: Path, owner: tuple[str, dict[str, Any]] | None, entries: list[Entry],
                  sources: dict[str, bytes]) -> int:
     """Record *owner*'s *entries* (if any), then make the store hold what the live builds claim.
 

@@ -36,8 +36,10 @@ import hashlib
 import os
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from .cosign import parse_simple_signing, simple_signing_payload, SimpleSigning
 from .errors import InputError, SignatureError
@@ -54,7 +56,7 @@ class StoreError(InputError):
     """A signature store or its record is not what this pipeline wrote."""
 
 
-def configured_signer(keys: KeySettings):
+def configured_signer(keys: KeySettings) -> AbstractContextManager[Signer | None]:
     """The OpenPGP signer of [signing] (a context manager yielding None when none is configured)."""
     return open_signer(keys.openpgp_key, keys.gnupg_home)
 
@@ -95,7 +97,7 @@ class Entry:
         return f"{self.registry}/{lookaside_dir(self.repository, self.digest)}"
 
     @classmethod
-    def load(cls, doc: dict, where: str) -> Entry:
+    def load(cls, doc: dict[str, Any], where: str) -> Entry:
         try:
             entry = cls(**{k: str(doc[k]) for k in ("registry", "repository", "digest", "identity", "sha256")})
         except (KeyError, TypeError):

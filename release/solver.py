@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import SolverError
 from .records import Lock
@@ -31,7 +32,7 @@ class Resolved:
 class Universe:
     """Index of a catalogue for the solver: packages by name, providers of shlibs and provides."""
 
-    def __init__(self, packages: Mapping[str, dict], repository: str) -> None:
+    def __init__(self, packages: Mapping[str, dict[str, Any]], repository: str) -> None:
         self.packages = packages
         self.repository = repository
         # a single provider is kept as its name, several as a list: most libraries have one, and a
@@ -119,10 +120,10 @@ def closure(universe: Universe, flavour: str, requested: Iterable[str], installe
     return out, sorted(unresolved)
 
 
-def solve(universe: Universe, flavours: list[tuple[str, str | None, tuple[str, ...]]]) -> dict[str, dict]:
+def solve(universe: Universe, flavours: list[tuple[str, str | None, tuple[str, ...]]]) -> dict[str, dict[str, Any]]:
     """Resolve every flavour, parents first.  *flavours*: (name, parent, requested packages)."""
     installed_by: dict[str, set[str]] = {}
-    result: dict[str, dict] = {}
+    result: dict[str, dict[str, Any]] = {}
     for name, parent, requested in flavours:
         base = set(installed_by.get(parent, set())) if parent else set()
         added, unresolved = closure(universe, name, requested, base)
@@ -138,8 +139,8 @@ def solve(universe: Universe, flavours: list[tuple[str, str | None, tuple[str, .
     return result
 
 
-def make_lock(*, release: str, arch: str, abi: str, repository: str, catalogue: dict, src: dict,
-              flavours: dict[str, dict]) -> dict:
+def make_lock(*, release: str, arch: str, abi: str, repository: str, catalogue: dict[str, Any], src: dict[str, Any],
+              flavours: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "lock_version": Lock.VERSION,
         "release": release,

@@ -120,9 +120,9 @@ def _head(mirror: SrcMirror, url: str, r: SrcRelease, ws: Workspace, head_commit
     paths = list(r.paths)
     wanted = pinned_commit(r) or head_commit
     if prev is not None and prev[0].commit == wanted and prev[1].inputs_paths == paths:
-        head, walk = prev
-        return BranchHead(branch=head.branch, commit=head.commit, short=head.short, time=head.time,
-                          count=head.count, subject=head.subject), walk
+        built, walk = prev
+        return BranchHead(branch=built.branch, commit=built.commit, short=built.short, time=built.time,
+                          count=built.count, subject=built.subject), walk
     if prev is not None:
         with contextlib.suppress(InputError):
             mirror.remember_count(prev[1].commit, prev[1].count)

@@ -394,7 +394,7 @@ _COMMANDS: dict[str, Callable[[_Build, int, list[str]], None]] = {
 
 def _steps(b: _Build) -> tuple[Step, ...]:
     """The recipe as the project's step kinds, in the order FreeBSD's recipe has them."""
-    def step(kind: str, **options) -> Step:
+    def step(kind: str, **options: object) -> Step:
         return Step(kind, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items())))
     out = []
     if b.mtree:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .attest import signing_key
@@ -59,14 +60,25 @@ def openpgp_problems(directory: Path, verifier: Verifier, suffix: str = "",
     return problems
 
 
+@dataclass(frozen=True)
+class _OpenPGPKey:
+    """The OpenPGP signer, a verifier trusting its key, and the key as SIGNING-KEY.asc publishes it."""
+
+    signer: Signer
+    verifier: Verifier
+    public: bytes
+
+
 class TreeSigners:
     """The configured keys, as publish uses them on one directory at a time."""
 
-    def __init__(self, ecdsa: SigningKey | None, openpgp: Signer | None, verifier: Verifier | None) -> None:
+    def __init__(self, ecdsa: SigningKey | None, openpgp: tuple[Signer, Verifier] | None) -> None:
         self.ecdsa = ecdsa
-        self.openpgp = openpgp
-        self._verifier = verifier
-        self._public = openpgp.public_key() if openpgp is not None else None
+        self._pgp = _OpenPGPKey(openpgp[0], openpgp[1], openpgp[0].public_key()) if openpgp is not None else None
+
+    @property
+    def openpgp(self) -> Signer | None:
+        return self._pgp.signer if self._pgp is not None else None
 
     def names(self, suffix: str = "") -> dict[str, str]:
         """Signature and key files of a directory: name there -> plain name (what Latest calls it)."""
@@ -74,27 +86,28 @@ class TreeSigners:
         for plain, name in zip(_checksums(""), _checksums(suffix), strict=True):
             if self.ecdsa is not None:
                 out[name + SIGNATURE_SUFFIX] = plain + SIGNATURE_SUFFIX
-            if self.openpgp is not None:
+            if self._pgp is not None:
                 out[name + ASC_SUFFIX] = plain + ASC_SUFFIX
         if self.ecdsa is not None:
             out[ECDSA_KEY_NAME] = ECDSA_KEY_NAME
-        if self.openpgp is not None:
+        if self._pgp is not None:
             out[OPENPGP_KEY_NAME] = OPENPGP_KEY_NAME
         return out
 
     def sign(self, directory: Path, suffix: str = "") -> None:
         if self.ecdsa is not None:
             sign_checksums(directory, self.ecdsa, suffix)
-        if self.openpgp is not None:
+        if self._pgp is not None:
             for name in _checksums(suffix):
                 sig = directory / (name + ASC_SUFFIX)
-                if not self._asc_ok(sig, directory / name):
-                    write_if_changed(sig, self.openpgp.detach_sign((directory / name).read_bytes()))
-            write_if_changed(directory / OPENPGP_KEY_NAME, self._public)
+                if not self._asc_ok(self._pgp.verifier, sig, directory / name):
+                    write_if_changed(sig, self._pgp.signer.detach_sign((directory / name).read_bytes()))
+            write_if_changed(directory / OPENPGP_KEY_NAME, self._pgp.public)
 
-    def _asc_ok(self, sig: Path, data: Path) -> bool:
+    @staticmethod
+    def _asc_ok(verifier: Verifier, sig: Path, data: Path) -> bool:
         try:
-            self._verifier.check_detached(sig.read_bytes(), data, sig.name)
+            verifier.check_detached(sig.read_bytes(), data, sig.name)
         except (OSError, SignatureError):
             return False
         return True
@@ -109,8 +122,8 @@ class TreeSigners:
                 data = path.read_bytes() if path.is_file() else None
                 if data is None or not signature_ok(sig, self.ecdsa.public_key, data):
                     problems.append(sig.name)
-        if self.openpgp is not None:
-            problems += openpgp_problems(directory, self._verifier, suffix, self._public)
+        if self._pgp is not None:
+            problems += openpgp_problems(directory, self._pgp.verifier, suffix, self._pgp.public)
         return problems
 
 
@@ -120,7 +133,7 @@ def tree_signers(keys: KeySettings) -> Iterator[TreeSigners]:
     ecdsa = signing_key(keys)
     with configured_signer(keys) as openpgp:
         if openpgp is None:
-            yield TreeSigners(ecdsa, None, None)
+            yield TreeSigners(ecdsa, None)
             return
         with open_verifier(openpgp.public_key(), openpgp.source) as verifier:
-            yield TreeSigners(ecdsa, openpgp, verifier)
+            yield TreeSigners(ecdsa, (openpgp, verifier))

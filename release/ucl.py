@@ -31,7 +31,7 @@ from typing import Any
 
 from .errors import RepositoryError
 
-MacroHandler = Callable[[str, dict, str], None]
+MacroHandler = Callable[[str, dict[str, Any], str], None]
 
 _VALUE_END = frozenset("\n\r;,]}#")
 _NUMBER = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)")
@@ -214,8 +214,8 @@ class _Parser:
             return self.json_string()
         if char == "'":
             return self.single_string()
-        if self.peek(2) == "<<" and _HEREDOC.match(self.text, self.pos):
-            return self.heredoc()
+        if self.peek(2) == "<<" and (opening := _HEREDOC.match(self.text, self.pos)):
+            return self.heredoc(opening)
         return self.atom()
 
     def array(self) -> list[Any]:
@@ -295,9 +295,9 @@ class _Parser:
             self.pos += 1
         raise self.error("unterminated string", start)
 
-    def heredoc(self) -> str:
+    def heredoc(self, match: re.Match[str]) -> str:
+        """The text after *match* (the opening "<<TAG" line) up to a line holding only TAG."""
         start = self.pos
-        match = _HEREDOC.match(self.text, self.pos)
         tag = match.group(1)
         body = match.end()
         line_start = body

@@ -19,6 +19,7 @@ import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import toml
 
@@ -43,7 +44,7 @@ class VerifyError(ReleaseError):
                          + (f" (and {len(problems) - 1} more, listed above)" if len(problems) > 1 else ""))
 
 
-def rebuild_and_compare(plan: RebuildPlan, say: Callable[[str], None] = print) -> dict:
+def rebuild_and_compare(plan: RebuildPlan, say: Callable[[str], None] = print) -> dict[str, Any]:
     ws = plan.workspace
     release = plan.release
     scratch = ws.verify_dir(release)
@@ -97,7 +98,7 @@ def _seed(plan: RebuildPlan, scratch: Workspace) -> None:
         shutil.copytree(mirror, target, copy_function=_link_or_copy)
 
 
-def _link_or_copy(src, dst) -> None:
+def _link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     try:
         os.link(src, dst)
     except OSError:
@@ -131,7 +132,8 @@ def _digest_of(path: Path, record: str) -> str | None:
         doc = read_json(path)
     except (OSError, ValueError):
         return None
-    return doc["digest"] if record == "layer" else doc["manifest"]["digest"]
+    digest: str = doc["digest"] if record == "layer" else doc["manifest"]["digest"]
+    return digest
 
 
 def _sha256(path: Path) -> str:
@@ -164,6 +166,7 @@ def _members(path: Path) -> dict[str, str] | str:
                 if m.isfile():
                     h = hashlib.sha256()
                     src = tar.extractfile(m)
+                    assert src is not None      # a regular file
                     while chunk := src.read(1 << 20):
                         h.update(chunk)
                     out[m.name] = h.hexdigest()

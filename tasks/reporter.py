@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from typing import Any, TextIO
 
 from doit.reporter import ConsoleReporter
 
@@ -17,7 +18,7 @@ from doit.reporter import ConsoleReporter
 class OneLineReporter(ConsoleReporter):
     desc = "one line per failure"
 
-    def __init__(self, outstream, options):
+    def __init__(self, outstream: TextIO, options: dict[str, Any]) -> None:
         super().__init__(outstream, options)
         self.started: dict[str, float] = {}
         self.elapsed: dict[str, float] = {}

@@ -33,9 +33,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
-from ..pkgfile import Member
+from ..pkgtar import Member
 
 DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_VERSION = "14.2"
@@ -187,7 +188,7 @@ class DemoPackage:
     """A package ready for pkgfile.write_package: manifest fields and members."""
 
     name: str
-    manifest: dict
+    manifest: dict[str, Any]
     members: tuple[Member, ...]
 
 
@@ -210,7 +211,8 @@ class _Files:
     """Collects members with the build's mtime and FreeBSD's usual owners and modes."""
 
     def __init__(self, b: Build) -> None:
-        self.b, self.members = b, []
+        self.b = b
+        self.members: list[Member] = []
 
     def elf(self, path: str, nominal_kib: float, mode: int | None = None) -> None:
         shared = ".so" in path.rsplit("/", 1)[-1]
@@ -238,7 +240,7 @@ class _Files:
 
 def _manifest(b: Build, name: str, comment: str, desc: str, *, deps: tuple[str, ...] = (),
               requires: tuple[str, ...] = (), provides: tuple[str, ...] = (), vital: bool = False,
-              scripts: dict[str, str] | None = None, config: tuple[str, ...] = ()) -> dict:
+              scripts: dict[str, str] | None = None, config: tuple[str, ...] = ()) -> dict[str, Any]:
     """A pkgbase manifest; empty fields are left out, as pkg does."""
     fields = {
         "name": name, "origin": "base", "version": b.version, "comment": comment,

@@ -27,10 +27,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from ..errors import InputError
 from ..fsutil import atomic_directory, atomic_write, canonical_json, identity, remove_partials
-from ..pkgfile import write_package
+from ..pkgfile import PackageInfo, write_package
 from ..pkgmanifest import MANIFEST_KEY_ORDER
 from ..repowriter import fingerprint_file, public_key_pem, write_repository
 from . import content
@@ -83,7 +84,7 @@ def _data_identity() -> str:
     return identity(rows)
 
 
-def _read_stamp(directory: Path) -> dict | None:
+def _read_stamp(directory: Path) -> dict[str, Any] | None:
     try:
         stamp = json.loads((directory / STAMP).read_bytes())
     except (FileNotFoundError, NotADirectoryError, ValueError):
@@ -91,7 +92,7 @@ def _read_stamp(directory: Path) -> dict | None:
     return stamp if isinstance(stamp, dict) else None
 
 
-def _write_stamp(directory: Path, stamp: dict) -> None:
+def _write_stamp(directory: Path, stamp: dict[str, Any]) -> None:
     atomic_write(directory / STAMP, canonical_json(stamp) + b"\n")
 
 
@@ -146,13 +147,13 @@ def _ensure_src(path: Path, branches: Sequence[str], time: int, data_id: str) ->
 
 # --- pkgbase repositories ----------------------------------------------------
 
-def _catalogue_row(info, filename: str, pkg_sum: str) -> dict:
+def _catalogue_row(info: PackageInfo, filename: str, pkg_sum: str) -> dict[str, Any]:
     """A catalogue entry: the compact manifest plus what the repository adds, in pkg's key order."""
     row = dict(info.compact, sum=pkg_sum, path=filename, repopath=filename, pkgsize=info.size)
     return {key: row[key] for key in MANIFEST_KEY_ORDER if key in row}
 
 
-def _write_repository(path: Path, params: dict, bumps: dict[str, dict], inputs: str) -> None:
+def _write_repository(path: Path, params: dict[str, Any], bumps: dict[str, dict[str, Any]], inputs: str) -> None:
     """Build every package and the signed catalogues into a fresh directory swapped in at *path*."""
     build = content.Build(content.arch_info(params["arch"]), params["abi_major"], params["version"],
                           params["time"], params["scale"])
@@ -175,7 +176,7 @@ def _write_repository(path: Path, params: dict, bumps: dict[str, dict], inputs: 
         _write_stamp(tmp, {"inputs": inputs, "params": params, "bumps": bumps})
 
 
-def _ensure_repository(path: Path, params: dict, data_id: str) -> bool:
+def _ensure_repository(path: Path, params: dict[str, Any], data_id: str) -> bool:
     inputs = identity({"data": data_id, "params": params})
     stamp = _read_stamp(path)
     if stamp is not None and stamp.get("inputs") == inputs:

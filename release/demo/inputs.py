@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..fsutil import pretty_json, write_if_changed
 from ..plans import DemoPlan, DemoRelease
 from . import generate
+
+if TYPE_CHECKING:
+    from .. import srcconf
 
 
 def generator_files() -> list[str]:
@@ -23,7 +27,7 @@ def generator_files() -> list[str]:
     return [str(p) for p in files]
 
 
-def generate_for(plan: DemoPlan) -> dict:
+def generate_for(plan: DemoPlan) -> dict[str, Any]:
     """Generate (or leave up to date) everything the configuration's demo releases fetch."""
     root = plan.workspace.demo()
     written = generate_tree(root, plan.releases)
@@ -47,7 +51,7 @@ def generate_tree(root: Path, demo: Sequence[DemoRelease], *, scale: float = 1) 
     return written
 
 
-def demo_flavours(branch: str = "releng/14.2") -> list:
+def demo_flavours(branch: str = "releng/14.2") -> list[srcconf.FlavourDef]:
     """The image family the demo src tree defines for *branch* (its release/tools/oci-image-*.conf), in build
     order: what a demo release builds when it lists no flavours."""
     from .. import srcconf
@@ -58,12 +62,13 @@ def demo_flavours(branch: str = "releng/14.2") -> list:
         p.removeprefix(f"{srcconf.CONF_DIR}/oci-image-").removesuffix(".conf")
         for p in files if p.startswith(f"{srcconf.CONF_DIR}/oci-image-"))
     defs = {n: srcconf.read_flavour(n, files[srcconf.conf_path(n)], rel) for n in names}
-    order: list = []
+    order: list[srcconf.FlavourDef] = []
 
     def visit(n: str) -> None:
         if n not in [d.name for d in order]:
-            if defs[n].parent:
-                visit(defs[n].parent)
+            parent = defs[n].parent
+            if parent:
+                visit(parent)
             order.append(defs[n])
     for n in names:
         visit(n)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import FileMode, ObjectType, RepositoryOpenFlag
+from pygit2.enums import FileMode, RepositoryOpenFlag
 
 from ..errors import InputError
 
@@ -90,8 +90,9 @@ def _write_tree(repo: pygit2.Repository, entries: Entries, where: str = "") -> p
 def _flatten(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str = "") -> Entries:
     entries: Entries = {}
     for obj in tree:
+        assert obj.name is not None                     # an entry of a tree always has a name
         path = prefix + obj.name
-        if obj.type == ObjectType.TREE:
+        if isinstance(obj, pygit2.Tree):
             entries.update(_flatten(repo, obj, path + "/"))
         else:
             entries[path] = (obj.id, int(obj.filemode))

@@ -43,7 +43,7 @@ class Step:
     def get(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options}}
 
 
@@ -84,14 +84,14 @@ class StepContext:
     byte_order: str
     repository: RepoSettings | None = None              # only for kinds with needs_repository
     keys: dict[str, bytes] = field(default_factory=dict)   # RepoSettings.keys, read: image path -> content
-    tools: dict = field(default_factory=dict)           # tool generations of the release (builtins.generations)
+    tools: dict[str, Any] = field(default_factory=dict)    # tool generations of the release (builtins.generations)
 
 
 def _no_paths(step: Step) -> list[str]:
     return []
 
 
-def _no_problems(options: dict) -> list[tuple[str, str]]:
+def _no_problems(options: dict[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
@@ -104,7 +104,7 @@ class StepKind:
     example: str                                        # a TOML inline table
     apply: Callable[[LayerTree, Step, StepContext], None] | None = None    # None: the executor runs it
     src_paths: Callable[[Step], list[str]] = _no_paths
-    check: Callable[[dict], list[tuple[str, str]]] = _no_problems       # (option, problem) of valid types
+    check: Callable[[dict[str, Any]], list[tuple[str, str]]] = _no_problems       # (option, problem) of valid types
     needs_repository: bool = False
 
     def option(self, name: str) -> Option | None:

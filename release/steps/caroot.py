@@ -9,6 +9,8 @@ bundle /etc/ssl/cert.pem).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..builtins import certctl
 from ..install import put_with_parents
 from ..tree import LayerTree
@@ -30,7 +32,7 @@ def src_paths(step: Step) -> list[str]:
     return [step.get("trusted"), step.get("untrusted")]
 
 
-def check(options: dict) -> list[tuple[str, str]]:
+def check(options: dict[str, Any]) -> list[tuple[str, str]]:
     layout = options.get("layout")
     return [] if layout in LAYOUTS else [("layout", f"must be one of {', '.join(LAYOUTS)}, not {layout!r}")]
 

@@ -7,6 +7,8 @@ package is installed.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..builtins import mtree
 from ..tree import LayerTree
 from . import BEFORE_PACKAGES, Option, Step, StepContext, StepKind
@@ -34,7 +36,7 @@ def src_paths(step: Step) -> list[str]:
     return [f"{SPEC_DIR}/{name}" for name, _ in _specs(step)]
 
 
-def check(options: dict) -> list[tuple[str, str]]:
+def check(options: dict[str, Any]) -> list[tuple[str, str]]:
     return [("specs", f"{spec!r} is not NAME or NAME:/PREFIX")
             for spec in options.get("specs", ())
             if not spec.split(":", 1)[0] or "/" in spec.split(":", 1)[0]

@@ -5,6 +5,8 @@ image installs as a copy of termcap.small; a layer records that as a whiteout.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..tree import LayerTree
 from . import BEFORE_PACKAGES, Option, Step, StepContext, StepKind
 
@@ -14,7 +16,7 @@ def apply(tree: LayerTree, step: Step, ctx: StepContext) -> None:
         tree.remove(path, "step remove")
 
 
-def check(options: dict) -> list[tuple[str, str]]:
+def check(options: dict[str, Any]) -> list[tuple[str, str]]:
     return [("paths", f"{p!r} is not an absolute image path") for p in options.get("paths", ())
             if not p.startswith("/") or p == "/" or "/../" in p + "/" or "//" in p]
 

@@ -5,10 +5,12 @@ What the command adds, changes and deletes becomes the layer's content
 """
 from __future__ import annotations
 
+from typing import Any
+
 from . import EXECUTOR, Option, StepKind
 
 
-def check(options: dict) -> list[tuple[str, str]]:
+def check(options: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
     if not options.get("command", ["x"]):
         problems.append(("command", "must name a program"))

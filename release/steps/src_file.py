@@ -6,6 +6,7 @@ oci-image-static.conf installs share/termcap/termcap.small as
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..builtins.entries import Entry
 from ..install import put_with_parents
@@ -25,7 +26,7 @@ def src_paths(step: Step) -> list[str]:
     return [step.get("src").rstrip("/")]
 
 
-def check(options: dict) -> list[tuple[str, str]]:
+def check(options: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
     mode = options.get("mode")
     if isinstance(mode, str) and not re.fullmatch(r"[0-7]{3,4}", mode):
