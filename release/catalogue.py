@@ -20,10 +20,11 @@ import lzma
 import tarfile
 import tempfile
 import urllib.parse
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any
 
 import zstandard
 
@@ -111,10 +112,10 @@ class VerifiedCatalogue:
     def close(self) -> None:
         self.rows.close()
 
-    def __enter__(self) -> "VerifiedCatalogue":
+    def __enter__(self) -> VerifiedCatalogue:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -202,7 +203,8 @@ def catalogue_candidates(meta: RepoMeta) -> list[str]:
 
 
 # -- archives ----------------------------------------------------------------
-def _decompressed(raw: IO[bytes]) -> IO[bytes]:
+def _decompressed(raw: IO[bytes]) -> (IO[bytes] | zstandard.ZstdDecompressionReader | lzma.LZMAFile | gzip.GzipFile
+                                      | bz2.BZ2File):
     """A stream of tar bytes, choosing the decompressor by magic, not by name."""
     magic = raw.read(6)
     raw.seek(0)
@@ -249,11 +251,15 @@ def _read_archive(archive: Path, source: str, payload_names: tuple[str, ...]) ->
                         raise RepositoryError(f"{source}: member {name!r} of {member.size} bytes is larger than "
                                               f"any catalogue ({MAX_PAYLOAD})")
                     found.payload_name = name
-                    found.payload, found.payload_sha256 = _spool(tar.extractfile(member))
+                    payload = tar.extractfile(member)
+                    assert payload is not None  # a regular file (checked above)
+                    found.payload, found.payload_sha256 = _spool(payload)
                 elif member.size > _SMALL_MEMBER:
                     raise RepositoryError(f"{source}: member {name!r} is too large for a signature or key")
                 else:
-                    found.small[name] = tar.extractfile(member).read()
+                    small = tar.extractfile(member)
+                    assert small is not None    # a regular file (checked above)
+                    found.small[name] = small.read()
     except BaseException as exc:
         if found.payload is not None:
             found.payload.close()
@@ -265,7 +271,7 @@ def _read_archive(archive: Path, source: str, payload_names: tuple[str, ...]) ->
 
 def _spool(member: IO[bytes]) -> tuple[IO[bytes], str]:
     digest = hashlib.sha256()
-    spool = tempfile.TemporaryFile()
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (returned: the catalogue reads and closes it)
     while chunk := member.read(1 << 20):
         digest.update(chunk)
         spool.write(chunk)
@@ -289,7 +295,7 @@ def open_catalogue(archive: Path, source: str, *, signature_type: str,
     meta = meta or RepoMeta()
     kinds = {meta.data: "data", meta.manifests: "packagesite"}
     found = _read_archive(Path(archive), source, tuple(kinds))
-    if found.payload is None:
+    if found.payload is None or found.payload_name is None:      # set together by _read_archive
         raise RepositoryError(f"{source}: holds neither {meta.data!r} nor {meta.manifests!r}")
     with found.payload:
         if signature_type == "fingerprints":
@@ -411,7 +417,7 @@ def entry_from_manifest(row: Any, context: str, label: str) -> CatalogueEntry:
         raw=row)
 
 
-def _repo_path(row: dict, here: str) -> str:
+def _repo_path(row: dict[str, Any], here: str) -> str:
     """``repopath`` (or its manifest spelling ``path``): relative, inside the repo."""
     paths = {row[k] for k in ("repopath", "path") if k in row}
     if len(paths) != 1:
@@ -430,14 +436,14 @@ def _repo_path(row: dict, here: str) -> str:
     return path
 
 
-def _licenses(row: dict, here: str) -> tuple[str, ...]:
+def _licenses(row: dict[str, Any], here: str) -> tuple[str, ...]:
     value = row.get("licenses", [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise RepositoryError(f"{here}: field 'licenses' must be a list of strings")
     return tuple(value)
 
 
-def _deps(row: dict, here: str) -> dict[str, tuple[str, str]]:
+def _deps(row: dict[str, Any], here: str) -> dict[str, tuple[str, str]]:
     value = row.get("deps", {})
     if not isinstance(value, dict):
         raise RepositoryError(f"{here}: field 'deps' must be an object")
@@ -450,7 +456,7 @@ def _deps(row: dict, here: str) -> dict[str, tuple[str, str]]:
     return deps
 
 
-def _annotations(row: dict, here: str) -> dict[str, str]:
+def _annotations(row: dict[str, Any], here: str) -> dict[str, str]:
     value = row.get("annotations", {})
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise RepositoryError(f"{here}: field 'annotations' must map strings to strings")

@@ -55,9 +55,10 @@ import os
 import platform
 import shutil
 import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .builtins.entries import Entry
 from .steps import Step
@@ -67,6 +68,9 @@ from .rootfs import Changes, LayerBlob, Node, Root, diff, materialise, open_in_r
 from .run import run
 from .sandbox import bwrap_path, opened_root, placeholders, run_sandboxed
 from .tree import LayerTree
+
+if TYPE_CHECKING:
+    from .records import LayerRecord
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +103,7 @@ class Method:
         """Where the emulator sits inside the root during a run (kind "qemu")."""
         return f"/.qemu-{QEMU_ARCH[self.arch]}-static"
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         """What goes into a layer plan: a new QEMU may emulate differently, so its version is an input."""
         return {"method": self.kind, "arch": self.arch, "host": platform.system(),
                 "emulator": os.path.basename(self.emulator), "version": self.version, "sandbox": "bubblewrap"}
@@ -145,7 +149,7 @@ def _version(emulator: str) -> str:
     return lines[0].strip() if proc.returncode == 0 and lines else "unknown"
 
 
-def describe(arch: str) -> dict:
+def describe(arch: str) -> dict[str, Any]:
     """Method identity for doit's up-to-date check; never raises (the build reports problems)."""
     try:
         return choose_method(arch).identity()
@@ -260,9 +264,8 @@ def _check_program(root: Path, program: str, label: str) -> None:
         resolved = resolve_in_root(root, candidate)
         head = None
         if resolved:
-            with contextlib.suppress(OSError):
-                with open_in_root(root, resolved) as f:
-                    head = f.read(8)
+            with contextlib.suppress(OSError), open_in_root(root, resolved) as f:
+                head = f.read(8)
         if head is None:
             continue
         if head[:4] == b"\x7fELF" and len(head) == 8 and head[7] == ELFOSABI_FREEBSD and \
@@ -297,7 +300,7 @@ class PackageScript:
         return {"PKG_ROOTDIR": "/", "PKG_NAME": self.package, "PKG_PREFIX": self.prefix or "/"}
 
 
-def install_scripts(package: str, version: str, prefix: str, scripts: dict, when: str) -> list[PackageScript]:
+def install_scripts(package: str, version: str, prefix: str, scripts: dict[str, str], when: str) -> list[PackageScript]:
     """The scripts pkg runs before ("pre") or after ("post") extracting a package, in pkg's order."""
     phases = {"pre": (("pre-install", ""), ("install", "PRE-INSTALL")),
               "post": (("post-install", ""), ("install", "POST-INSTALL"))}[when]
@@ -389,7 +392,7 @@ def _topmost(paths: list[str]) -> list[str]:
     return out
 
 
-def emulation_for(arch: str, sde: int, parent_layers: Sequence, tmp: Path, blobs: Path) -> Emulation:
+def emulation_for(arch: str, sde: int, parent_layers: Sequence[LayerRecord], tmp: Path, blobs: Path) -> Emulation:
     """The executor for *arch* over the layers below (layer records with digest and media_type)."""
     executor = Executor(choose_method(arch), sde=sde)
     lowers = [LayerBlob(blobs / p.digest.removeprefix("sha256:"), p.media_type, p.digest) for p in parent_layers]

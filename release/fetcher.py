@@ -28,10 +28,11 @@ import re
 import threading
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, TypeVar
 
 import requests
 
@@ -42,6 +43,7 @@ from .http import (RetryPolicy, Transient, Transport, status_text, status_transi
 from .progress import NullProgress, Progress
 from .sums import Summer, sum_kind
 
+T = TypeVar("T")
 CHUNK = 1 << 16
 MAX_DOCUMENT = 16 << 20         # meta.conf, fingerprints, a catalogue: anything larger is not one
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -123,10 +125,10 @@ class Fetcher:
     def close(self) -> None:
         self.transport.close()
 
-    def __enter__(self) -> "Fetcher":
+    def __enter__(self) -> Fetcher:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # plumbing ---------------------------------------------------------------
@@ -167,7 +169,7 @@ class Fetcher:
                                       "(it is read before its signature is checked)")
             yield chunk
 
-    def _retrying(self, attempt: Callable[[], object], give_up: Callable[[str, int], FetchError]):
+    def _retrying(self, attempt: Callable[[], T], give_up: Callable[[str, int], FetchError]) -> T:
         """The transport's retry policy around *attempt*, each retry counted in stats."""
         return self.transport.retry.run(attempt, give_up, on_retry=lambda: self.stats.add(retries=1))
 
@@ -227,7 +229,7 @@ class Fetcher:
 
         return self._retrying(attempt, lambda why, n: FetchError(f"{url}: {why} (gave up after {n} attempts)"))
 
-    def _fetch_local_conditional(self, source: Path, url: str, dest: Path, known: dict, limit: int) -> bool:
+    def _fetch_local_conditional(self, source: Path, url: str, dest: Path, known: dict[str, Any], limit: int) -> bool:
         try:
             st = source.stat()
         except FileNotFoundError:
@@ -478,7 +480,7 @@ def _open_local(path: Path, url: str) -> IO[bytes]:
         raise FetchError(f"{url}: {transport_cause(e)}") from None
 
 
-def _known_validators(sidecar: Path, url: str, dest: Path) -> dict:
+def _known_validators(sidecar: Path, url: str, dest: Path) -> dict[str, Any]:
     """The sidecar's validators, or {} when they no longer describe *dest* as it is."""
     try:
         known = read_json(sidecar)
@@ -492,7 +494,7 @@ def _known_validators(sidecar: Path, url: str, dest: Path) -> dict:
     return known
 
 
-def _write_sidecar(dest: Path, url: str, validators: dict) -> None:
+def _write_sidecar(dest: Path, url: str, validators: dict[str, Any]) -> None:
     st = dest.stat()
     record = {k: v for k, v in validators.items() if v is not None}
     record.update(url=url, size=st.st_size, mtime_ns=st.st_mtime_ns)

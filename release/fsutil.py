@@ -16,8 +16,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Any
 
 TMP_PREFIX = ".partial-"
 # errors of the file system rather than of the program: named by path in one line (DiskError)
@@ -25,7 +26,7 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 @contextlib.contextmanager
-def disk_errors(path: str | os.PathLike) -> Iterator[None]:
+def disk_errors(path: str | os.PathLike[str]) -> Iterator[None]:
     """A full disk (or quota, read-only file system) while writing *path*: one line naming it."""
     from .errors import DiskError
     try:
@@ -36,17 +37,17 @@ def disk_errors(path: str | os.PathLike) -> Iterator[None]:
         raise
 
 
-def canonical_json(value) -> bytes:
+def canonical_json(value: object) -> bytes:
     """The one JSON spelling used for identities and digests: sorted keys, no spaces."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def pretty_json(value) -> bytes:
+def pretty_json(value: object) -> bytes:
     """Human-readable, still deterministic JSON (locks, reports)."""
     return (json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def identity(value) -> str:
+def identity(value: object) -> str:
     """sha256 hex of the canonical JSON of *value*: a step's or layer's identity."""
     return hashlib.sha256(canonical_json(value)).hexdigest()
 
@@ -56,7 +57,7 @@ class _Unchanged(Exception):
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[IO[bytes]]:
+def atomic_output(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[IO[bytes]]:
     """Open a temporary file next to *path*; rename it over *path* only on success.
 
     On any exception the temporary file is removed and *path* is untouched; a
@@ -79,12 +80,12 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[IO[byt
         raise
 
 
-def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
     with atomic_output(path, mode) as f:
         f.write(data)
 
 
-def write_if_changed(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> bool:
+def write_if_changed(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> bool:
     """Write *data* atomically unless *path* already holds exactly it.
 
     Returns True when the file was (re)written.  Keeping unchanged files
@@ -100,7 +101,7 @@ def write_if_changed(path: str | os.PathLike, data: bytes, mode: int = 0o644) ->
     return True
 
 
-def write_chunks_if_changed(path: str | os.PathLike, chunks: Iterable[bytes], mode: int = 0o644) -> bool:
+def write_chunks_if_changed(path: str | os.PathLike[str], chunks: Iterable[bytes], mode: int = 0o644) -> bool:
     """write_if_changed for content made piece by piece (never whole in memory)."""
     path = Path(path)
     digest = hashlib.sha256()
@@ -117,12 +118,13 @@ def write_chunks_if_changed(path: str | os.PathLike, chunks: Iterable[bytes], mo
     return True
 
 
-def read_json(path: str | os.PathLike):
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON document at *path*: any JSON value (the caller knows what it wrote there)."""
     with open(path, "rb") as f:
         return json.load(f)
 
 
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
     """Hex digest of a file, read in chunks (bounded memory)."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
@@ -131,7 +133,7 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def remove_partials(directory: str | os.PathLike) -> int:
+def remove_partials(directory: str | os.PathLike[str]) -> int:
     """Delete temporary files a killed run left in *directory*; returns how many."""
     n = 0
     directory = Path(directory)
@@ -149,7 +151,7 @@ def remove_partials(directory: str | os.PathLike) -> int:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a directory under a temporary name and swap it into place on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +203,7 @@ def exchange(a: Path, b: Path) -> bool:
 
 # --------------------------------------------------------------------------- trees we share with others
 
-def entry_kind(path: str | os.PathLike) -> str | None:
+def entry_kind(path: str | os.PathLike[str]) -> str | None:
     """What *path* itself is (a symlink is not followed): dir, file, symlink, other, or None."""
     try:
         mode = os.lstat(path).st_mode
@@ -212,7 +214,7 @@ def entry_kind(path: str | os.PathLike) -> str | None:
     return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
 
 
-def describe_entry(path: str | os.PathLike, kind: str | None) -> str:
+def describe_entry(path: str | os.PathLike[str], kind: str | None) -> str:
     """"a symlink (to /etc)", "a file", ... for one-line messages about a foreign entry."""
     if kind == "symlink":
         return f"a symlink (to {os.readlink(path)})"

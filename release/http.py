@@ -30,8 +30,9 @@ import threading
 import time
 import urllib.parse
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, TypeVar
+from typing import Protocol, TypeVar
 
 import requests
 import urllib3
@@ -86,7 +87,7 @@ class Origin:
     port: int
 
     @classmethod
-    def of(cls, url: str) -> "Origin":
+    def of(cls, url: str) -> Origin:
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         try:
@@ -98,6 +99,15 @@ class Origin:
     def __str__(self) -> str:
         default = _DEFAULT_PORTS.get(self.scheme) == self.port
         return f"{self.scheme}://{self.host}" + ("" if default else f":{self.port}")
+
+
+class Readable(Protocol):
+    """A request body streamed from a file (requests calls read())."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+RequestBody = bytes | str | Readable | None
 
 
 @dataclass(frozen=True, repr=False)
@@ -222,7 +232,7 @@ class RetryPolicy:
 
     def delay(self, failure: int, retry_after: float = 0.0) -> float:
         """Seconds to wait after the *failure*-th failed attempt (1-based)."""
-        return min(max(self.backoff * 2 ** (failure - 1), retry_after), MAX_BACKOFF)
+        return min(max(self.backoff * 2.0 ** (failure - 1), retry_after), MAX_BACKOFF)
 
     def exhausted(self, failures: int) -> bool:
         return failures > self.retries
@@ -282,10 +292,10 @@ class Transport:
                 session.close()
             self._idle.clear()
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self) -> Transport:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @contextlib.contextmanager
@@ -303,7 +313,7 @@ class Transport:
                 self._idle.append(session)
 
     @contextlib.contextmanager
-    def open(self, method: str, url: str, *, headers: dict[str, str] | None = None, data=None,
+    def open(self, method: str, url: str, *, headers: dict[str, str] | None = None, data: RequestBody = None,
              credential: Credential | None = None, follow: bool | None = None) -> Iterator[requests.Response]:
         """One streamed request, redirects followed by the transport's rules (GET and HEAD by default).
 

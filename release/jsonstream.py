@@ -13,8 +13,8 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from collections.abc import Mapping
-from typing import IO, Any, Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
 
 CHUNK = 1 << 20
 MAX_VALUE = 64 << 20            # characters one element may span: the window never grows past it
@@ -102,7 +102,7 @@ class _Reader:
             return obj
 
 
-def read_document(f: IO[bytes], big: str, on_item: Callable[[Any, Any], None]) -> tuple[dict, str | None]:
+def read_document(f: IO[bytes], big: str, on_item: Callable[[Any, Any], None]) -> tuple[dict[str, Any], str | None]:
     """Read a top-level JSON object, streaming its member *big*.
 
     Each element of *big* goes to on_item(index, value) for an array,
@@ -118,11 +118,11 @@ def read_document(f: IO[bytes], big: str, on_item: Callable[[Any, Any], None]) -
         r.detach()
 
 
-def _document(r: _Reader, big: str, on_item: Callable[[Any, Any], None]) -> tuple[dict, str | None]:
+def _document(r: _Reader, big: str, on_item: Callable[[Any, Any], None]) -> tuple[dict[str, Any], str | None]:
     if r.peek() != "{":
         raise NotAnObject("Expecting '{'", *r.error("").args_at())
     r.pos += 1
-    others: dict = {}
+    others: dict[str, Any] = {}
     kind = None
     if r.peek() == "}":
         r.pos += 1
@@ -167,11 +167,11 @@ def _stream(r: _Reader, opener: str, on_item: Callable[[Any, Any], None]) -> Non
             return
 
 
-class RowSpool(Mapping[str, dict]):
+class RowSpool(Mapping[str, dict[str, Any]]):
     """JSON objects by name, kept in an anonymous temporary file; memory holds the index only."""
 
     def __init__(self, directory: str | None = None) -> None:
-        self._file = tempfile.TemporaryFile(dir=directory)
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (closed by close())
         self._index: dict[str, int] = {}          # name -> offset << 32 | size: one int per row, not a tuple
         self._order: list[str] | None = None
 
@@ -189,8 +189,9 @@ class RowSpool(Mapping[str, dict]):
         self._file.seek(where >> 32)
         return self._file.read(where & 0xFFFFFFFF)
 
-    def __getitem__(self, name: str) -> dict:
-        return json.loads(self.raw(name))
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        row: dict[str, Any] = json.loads(self.raw(name))
+        return row
 
     def __contains__(self, name: object) -> bool:
         return name in self._index

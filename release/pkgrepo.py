@@ -25,9 +25,10 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 from .catalogue import RepoMeta, catalogue_candidates, open_catalogue, parse_meta
 from .errors import ReleaseError, RepositoryError
@@ -95,7 +96,7 @@ def fetch_catalogue(fetcher: Fetcher, url: str, dest: Path, trust: Trust) -> boo
     raise RepositoryError(f"{url}: no catalogue found (tried {', '.join(catalogue_candidates(meta))})")
 
 
-def _read_state(path: Path, url: str) -> dict | None:
+def _read_state(path: Path, url: str) -> dict[str, Any] | None:
     try:
         state = read_json(path)
     except (OSError, ValueError):
@@ -118,7 +119,7 @@ def _fetch_meta(fetcher: Fetcher, url: str, dest: Path) -> tuple[RepoMeta, str |
 
 
 @contextlib.contextmanager
-def _forgotten_on_error(path: Path):
+def _forgotten_on_error(path: Path) -> Iterator[None]:
     """A fetched file that turns out bad goes, with its validators: the next run fetches it again."""
     try:
         yield
@@ -129,7 +130,7 @@ def _forgotten_on_error(path: Path):
         raise
 
 
-def _load_meta(dest: Path, state: dict) -> RepoMeta:
+def _load_meta(dest: Path, state: dict[str, Any]) -> RepoMeta:
     name = state.get("meta")
     if not name:
         return RepoMeta()
@@ -147,9 +148,9 @@ def _verify_and_store(url: str, dest: Path, archive: str, meta: RepoMeta, trust:
         return write_chunks_if_changed(dest / CATALOGUE_JSON, catalogue_json(header, verified.rows))
 
 
-def catalogue_json(header: dict, rows: RowSpool) -> Iterator[bytes]:
+def catalogue_json(header: dict[str, Any], rows: RowSpool) -> Iterator[bytes]:
     """catalogue.json, a package at a time: the bytes pretty_json({**header, "packages": rows}) spells."""
-    def dump(value, indent: str) -> str:
+    def dump(value: object, indent: str) -> str:
         return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False).replace("\n", "\n" + indent)
 
     keys = sorted([*header, "packages"])
@@ -171,7 +172,7 @@ def catalogue_json(header: dict, rows: RowSpool) -> Iterator[bytes]:
     yield b"}\n"
 
 
-def read_catalogue(dest: Path) -> dict:
+def read_catalogue(dest: Path) -> dict[str, Any]:
     """catalogue.json, its packages spooled to disk (bounded memory, however many there are)."""
     path = dest / CATALOGUE_JSON
     rows = RowSpool(str(dest))

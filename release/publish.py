@@ -40,8 +40,10 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from .attest import tree_root
 from .changes import buildinfo, compare, text
@@ -93,7 +95,7 @@ def _own_entries(directory: Path) -> list[str]:
     return [n for n in names if not n.startswith(TMP_PREFIX)]
 
 
-def publish_release(plan: PublishPlan) -> dict:
+def publish_release(plan: PublishPlan) -> dict[str, Any]:
     """Publish every architecture of the release under the plan's tree; returns what changed per arch."""
     root = tree_root(plan.root)
     if entry_kind(root) is None:
@@ -214,7 +216,7 @@ def _latest_links(base: Path) -> dict[str, tuple[str, str]]:
     return links
 
 
-def _read_own(base: Path, date: str, name: str) -> dict | None:
+def _read_own(base: Path, date: str, name: str) -> dict[str, Any] | None:
     """A JSON file publish wrote into a date directory (never through a symlink)."""
     directory = base / date
     if entry_kind(directory) != "dir":
@@ -224,18 +226,19 @@ def _read_own(base: Path, date: str, name: str) -> dict | None:
         return None
     try:
         with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
-            return json.load(f)
+            doc: dict[str, Any] = json.load(f)
+            return doc
     except (OSError, ValueError):
         return None
 
 
-def _published_buildinfo(base: Path, links: dict[str, tuple[str, str]]) -> dict | None:
+def _published_buildinfo(base: Path, links: dict[str, tuple[str, str]]) -> dict[str, Any] | None:
     if "BUILDINFO.json" not in links:
         return None
     return _read_own(base, *links["BUILDINFO.json"])
 
 
-def _published_buildinfo_at(base: Path, date: str, suffix: str, key: str) -> dict | None:
+def _published_buildinfo_at(base: Path, date: str, suffix: str, key: str) -> dict[str, Any] | None:
     """Re-publishing a build: its report stays against the build it was first compared with."""
     previous = (_read_own(base, date, f"BUILDINFO-{suffix}.json") or {}).get(key)
     if not previous:
@@ -388,7 +391,7 @@ def _drop_superseded(base: Path) -> None:
 
 
 @contextlib.contextmanager
-def _tree_lock(root: Path):
+def _tree_lock(root: Path) -> Iterator[None]:
     """One publisher at a time per tree: an flock on the tree's root directory (no lock file in the tree).
 
     A second publisher (another release of the same nightly, running in

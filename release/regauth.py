@@ -31,9 +31,10 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 from .errors import FetchError, InputError
 from .http import Credential, Origin, Transport, TransportError, is_loopback, read_capped, status_transient
@@ -150,7 +151,7 @@ def _credentials_in(path: Path, text: bytes, wanted: set[str], host: str) -> Cre
     return helper_credentials(helper, host, path) if helper else None
 
 
-def _helper_for(doc: dict, wanted: set[str]) -> str | None:
+def _helper_for(doc: dict[str, Any], wanted: set[str]) -> str | None:
     """The credential helper holding the host's secret: credHelpers, else credsStore
     when docker left an empty ``auths`` entry as the sign of a login."""
     helpers = doc.get("credHelpers")
@@ -233,7 +234,9 @@ def parse_challenges(header: str) -> list[Challenge]:
 
 
 def _split_commas(text: str) -> list[str]:
-    items, current, quoted, escaped = [], [], False, False
+    items: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for ch in text:
         if escaped:
             escaped = False

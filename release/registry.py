@@ -33,13 +33,17 @@ import logging
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Any
+
+import requests
 
 from .errors import FetchError, InputError
-from .http import (Credential, Origin, Refused, RetryPolicy, Transient, Transport, TransportError, check_next, is_loopback, read_capped, status_text, status_transient)
+from .http import (Credential, Origin, Refused, RetryPolicy, Transient, Transport, TransportError, check_next,
+                   is_loopback, read_capped, status_text, status_transient)
 from .distribution import DIGEST, TAG, Reply, bytes_held, check_name, error_detail, scope
 from .oci import INDEX_TYPES, MANIFEST_TYPES, blob_path, reachable_blobs
 from .regauth import Authenticator, Credentials
@@ -87,7 +91,7 @@ class PushReport:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         with self._lock:
             return {f.name: list(v) if isinstance(v := getattr(self, f.name), list) else v
                     for f in fields(self) if not f.name.startswith("_")}
@@ -97,7 +101,7 @@ class _FileSlice:
     """Bytes [start, start+length) of a file, read on demand (requests streams objects with read/len)."""
 
     def __init__(self, path: Path, start: int, length: int) -> None:
-        self._file = open(path, "rb")
+        self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
         self._file.seek(start)
         self._left = length
         self.length = length
@@ -163,10 +167,10 @@ class Registry:
     def close(self) -> None:
         self.transport.close()
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # plumbing ---------------------------------------------------------------
@@ -183,8 +187,8 @@ class Registry:
             raise RegistryRefused(f"{self.name}: {e.cause}") from None
 
     def _request(self, method: str, url: str, *, repo: str, what: str, report: PushReport,
-                 scopes: tuple[str, ...], headers: dict | None = None, body=None,
-                 retry: bool = True, limit: int = 0) -> Reply:
+                 scopes: tuple[str, ...], headers: dict[str, str] | None = None,
+                 body: bytes | Callable[[], _FileSlice] | None = None, retry: bool = True, limit: int = 0) -> Reply:
         """One request with authentication, and with retries when *retry* (else Transient).
 
         *body* is bytes or a callable returning a fresh readable body per attempt;
@@ -207,7 +211,7 @@ class Registry:
             except Transient as e:
                 reply, problem = None, e
             finally:
-                if hasattr(data, "close"):
+                if isinstance(data, _FileSlice):
                     data.close()
             if reply is not None:
                 self._count(report, requests=1)
@@ -218,13 +222,14 @@ class Registry:
                 if problem is None:
                     return reply
                 problem = Transient(f"{problem.cause}{error_detail(reply)}", problem.retry_after)
+            assert problem is not None                # no reply: the transport failed; a reply: not a success
             log.debug("%s %s failed: %s", method, url, problem.cause)
             if not retry:
                 raise problem
             failures += 1
             self._backoff(report, failures, repo, what, problem.cause, problem.retry_after)
 
-    def _read(self, resp, url: str, limit: int, repo: str, what: str) -> Reply:
+    def _read(self, resp: requests.Response, url: str, limit: int, repo: str, what: str) -> Reply:
         if 200 <= resp.status_code < 300 and limit:
             content = read_capped(resp, limit + 1)
             if len(content) > limit:
@@ -344,7 +349,7 @@ class Registry:
                 self._backoff(report, failures, repo, what, str(e))
                 if self.blob_exists(repo, digest, report=report, actions="pull,push"):   # answer lost, not blob
                     return
-                if size <= self.monolithic_limit:
+                if size <= self.monolithic_limit or location is None:
                     location = None                    # cheap to redo; registries drop failed sessions
                     continue
                 location, offset = self._upload_status(repo, location, report)
@@ -446,17 +451,17 @@ class Registry:
         return resp.status_code == 200 and \
             resp.headers.get("Content-Type", "").startswith("application/vnd.oci.image.index.v1+json")
 
-    def push_index_tree(self, repo: str, blobs_dir: Path, index_desc: dict, *, tags: Sequence[str],
+    def push_index_tree(self, repo: str, blobs_dir: Path, index_desc: dict[str, Any], *, tags: Sequence[str],
                         mount_from: Sequence[str] = ()) -> PushReport:
         """Push a multi-arch index, everything it reaches, and *tags* pointing at it."""
         return self._push_tree(repo, Path(blobs_dir), index_desc, tags, mount_from, INDEX_TYPES)
 
-    def push_manifest_tree(self, repo: str, blobs_dir: Path, manifest_desc: dict, *, tags: Sequence[str],
+    def push_manifest_tree(self, repo: str, blobs_dir: Path, manifest_desc: dict[str, Any], *, tags: Sequence[str],
                            mount_from: Sequence[str] = ()) -> PushReport:
         """Push a single-arch image manifest, its config and layers, and *tags* pointing at it."""
         return self._push_tree(repo, Path(blobs_dir), manifest_desc, tags, mount_from, MANIFEST_TYPES)
 
-    def _push_tree(self, repo: str, blobs_dir: Path, top: dict, tags: Sequence[str],
+    def _push_tree(self, repo: str, blobs_dir: Path, top: dict[str, Any], tags: Sequence[str],
                    mount_from: Sequence[str], kinds: set[str]) -> PushReport:
         if top.get("mediaType") not in kinds:
             raise InputError(f"{top.get('digest')}: {top.get('mediaType')} is not one of {', '.join(sorted(kinds))}")
@@ -490,7 +495,7 @@ class Registry:
 
 # --------------------------------------------------------------------------- trees and headers
 
-def walk_tree(blobs_dir: Path, top: dict) -> tuple[list[tuple[dict, bytes]], dict[str, int]]:
+def walk_tree(blobs_dir: Path, top: dict[str, Any]) -> tuple[list[tuple[dict[str, Any], bytes]], dict[str, int]]:
     """(documents children-first as (descriptor, bytes), {blob digest: size}) under *top*.
 
     release.oci.reachable_blobs checks first that every blob is there with its
@@ -498,9 +503,9 @@ def walk_tree(blobs_dir: Path, top: dict) -> tuple[list[tuple[dict, bytes]], dic
     (kilobytes) to be pushed byte for byte, blobs are streamed later.
     """
     blobs = dict(reachable_blobs(blobs_dir, {"manifests": [top]}))
-    documents: list[tuple[dict, bytes]] = []
+    documents: list[tuple[dict[str, Any], bytes]] = []
 
-    def visit(desc: dict) -> None:
+    def visit(desc: dict[str, Any]) -> None:
         if desc["digest"] not in blobs:          # a document listed twice is pushed once
             return
         del blobs[desc["digest"]]

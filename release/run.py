@@ -54,8 +54,8 @@ def run(argv: Sequence[str], *, purpose: str, timeout: float | None = None,
     return proc
 
 
-def start(argv: Sequence[str], *, purpose: str, env: dict | None = None,
-          pass_fds: Sequence[int] = ()) -> subprocess.Popen:
+def start(argv: Sequence[str], *, purpose: str, env: dict[str, str] | None = None,
+          pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
     """Start *argv* for a caller that talks to it while it runs (stdin closed, output captured).
 
     Only *pass_fds* are inherited besides the three standard streams.

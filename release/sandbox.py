@@ -39,9 +39,10 @@ import shutil
 import signal
 import stat
 import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO
 
 from .errors import StepError, ToolError
 from .run import run, start
@@ -137,7 +138,7 @@ def run_sandboxed(root: Path, argv: Sequence[str], *, env: dict[str, str], timeo
             proc.wait()
 
 
-def _child_pid(info, proc: subprocess.Popen, label: str) -> int:
+def _child_pid(info: IO[bytes], proc: subprocess.Popen[bytes], label: str) -> int:
     """The sandbox's first process, from bwrap's --info-fd; bwrap's own error when it could not start."""
     data = info.read()              # bwrap closes it once the namespaces exist
     try:
@@ -162,7 +163,7 @@ def _map_ids(pid: int, label: str) -> None:
         purpose=f"forbid nested user namespaces in the sandbox of {label}", timeout=HANDSHAKE_TIMEOUT)
 
 
-def _wait(proc: subprocess.Popen, timeout: int) -> Outcome:
+def _wait(proc: subprocess.Popen[bytes], timeout: int) -> Outcome:
     try:
         out, err = proc.communicate(timeout=timeout)
         return Outcome(proc.returncode, out, err, False)

@@ -19,8 +19,7 @@ from tests.emulation_support import TIME
 from tests.hostile_support import ARCH, RELEASE, Hostile, hostile_release
 from tests.httpserver import RepoServer
 from tests.pipeline_support import doit, error_lines
-from tests.registry_support import (PASSWORD, USER, FaultProxy, basic_header, basic_registry,  # noqa: F401
-                                    write_auth_file)
+from tests.registry_support import PASSWORD, USER, FaultProxy, basic_header, write_auth_file
 
 
 @pytest.fixture(scope="module")

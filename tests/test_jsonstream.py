@@ -20,7 +20,8 @@ def stream(text: str, big: str = "packages"):
 def test_the_big_member_is_streamed_and_the_others_are_returned():
     assert stream('{"groups":[],"packages":[{"a":1},{"b":[2,3]}],"n":12345}') == (
         {"groups": [], "n": 12345}, "array", [(0, {"a": 1}), (1, {"b": [2, 3]})])
-    assert stream('{ "packages" : { "x" : {"v": "ü"} , "y":null } }') == ({}, "object", [("x", {"v": "ü"}), ("y", None)])
+    assert stream('{ "packages" : { "x" : {"v": "ü"} , "y":null } }') == (
+        {}, "object", [("x", {"v": "ü"}), ("y", None)])
     assert stream('{"packages": 3}') == ({"packages": 3}, "other", [])
     assert stream("{}") == ({}, None, [])
 

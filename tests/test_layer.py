@@ -185,15 +185,16 @@ def test_a_symlink_listed_after_its_children_is_refused_naming_both(h: Harness) 
 def test_the_same_split_across_two_packages_is_refused_whatever_their_order(h: Harness) -> None:
     h.package("FreeBSD-a", [Member("/a", "symlink", 0o755, target="/etc")])
     h.package("FreeBSD-b", [Member("/a/master.passwd", "file", 0o644, data=b"x")])
-    with pytest.raises(LayerError, match=r"FreeBSD-b: /a/master.passwd: parent /a is a symlink \(to /etc, from FreeBSD-a\)"):
+    with pytest.raises(LayerError,
+                       match=r"FreeBSD-b: /a/master.passwd: parent /a is a symlink \(to /etc, from FreeBSD-a\)"):
         h.build(steps=ACCOUNTS)
 
 
 def test_a_path_with_children_claimed_as_a_file_is_refused(h: Harness) -> None:
     h.package("FreeBSD-a", [Member("/usr/share/x/y", "file", 0o644, data=b"y")])
     h.package("FreeBSD-b", [Member("/usr/share/x", "file", 0o644, data=b"x")])
-    with pytest.raises(LayerError, match=r"FreeBSD-a: /usr/share/x/y: parent /usr/share/x is a file \(from FreeBSD-b\), "
-                                         r"not a directory"):
+    with pytest.raises(LayerError, match=r"FreeBSD-a: /usr/share/x/y: parent /usr/share/x is a file "
+                                         r"\(from FreeBSD-b\), not a directory"):
         h.build(steps=ACCOUNTS)
 
 
@@ -218,7 +219,8 @@ def test_the_layers_below_count_for_the_invariant_naming_both(h: Harness, lower:
 
 
 def test_the_view_handed_down_names_every_non_directory_and_its_owner(h: Harness) -> None:
-    h.package("FreeBSD-a", [Member("/bin/sh", "file", 0o555, data=b"sh"), Member("/bin/rsh", "hardlink", 0o555, target="/bin/sh"),
+    h.package("FreeBSD-a", [Member("/bin/sh", "file", 0o555, data=b"sh"),
+                            Member("/bin/rsh", "hardlink", 0o555, target="/bin/sh"),
                             Member("/lib32", "symlink", 0o755, target="/usr/lib32"), Member("/bin", "dir", 0o755)])
     _, tree = h.build(steps=ACCOUNTS)
     view = ParentView.from_json(tree.child_view().to_json())

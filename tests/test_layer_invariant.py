@@ -82,7 +82,7 @@ def build(root: Path, spec: list[list[list[tuple[str, str, str]]]], shuffle: ran
                 shuffle.shuffle(p)
             shuffle.shuffle(names)
         packages = []
-        for name, content in zip(names, layer):
+        for name, content in zip(names, layer, strict=True):
             staged = root / "staging" / f"{name}.pkg"
             manifest = {"name": name, "origin": "base", "version": "1", "comment": "c", "maintainer": "m",
                         "www": "w", "abi": "FreeBSD:14:amd64", "arch": "freebsd:14:x86:64", "prefix": "/",

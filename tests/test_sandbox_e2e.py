@@ -18,7 +18,7 @@ import pytest
 
 from release.pkgfile import Member
 from tests.build_support import read_layer
-from tests.emulation_support import TIME, busybox, need_root, shell_members  # noqa: F401 (fixture)
+from tests.emulation_support import TIME, need_root, shell_members
 from tests.hostile_support import ARCH, RELEASE, hostile_release
 from tests.httpserver import RepoServer
 from tests.pipeline_support import doit

@@ -6,7 +6,6 @@ and a failure has one name wherever requests and urllib3 nested it.
 """
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -139,12 +138,11 @@ def test_a_failure_has_one_name_wherever_it_is_nested():
     assert transport_cause(requests.exceptions.ChunkedEncodingError(
         urllib3.exceptions.ProtocolError("x", urllib3.exceptions.IncompleteRead(10, 5)))) == \
         "connection closed before the end of the body"
-    assert transport_cause(socket.timeout("timed out")) == "timed out"
+    assert transport_cause(TimeoutError("timed out")) == "timed out"
 
 
 def test_error_bodies_are_read_and_quoted_only_up_to_a_cap(tmp_path: Path):
     (tmp_path / "big").write_bytes(b"e" * (5 << 20))
-    with RepoServer(tmp_path) as srv, transport() as t:
-        with t.open("GET", srv.url + "/big") as resp:
-            assert len(read_capped(resp, 1000)) == 1000
+    with RepoServer(tmp_path) as srv, transport() as t, t.open("GET", srv.url + "/big") as resp:
+        assert len(read_capped(resp, 1000)) == 1000
     assert cut("x" * 1000) == "x" * 199 + "…" and cut("a\nb") == "a b"
