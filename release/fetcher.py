@@ -22,13 +22,12 @@ the source's (mtime_ns, size) as the validator.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,39 +346,30 @@ class Fetcher:
                     self.stats.add(bytes=len(chunk))
                     append(chunk, job)
 
-    def download_many(self, jobs: list[DownloadJob]) -> None:
-        """Download *jobs* on at most max_workers threads.
+    def each(self, work: Callable[[T], object], items: Iterable[T]) -> None:
+        """Run *work* on every item on at most max_workers threads: the fetcher's one bounded pool.
 
-        On the first failure no new file is started; files in progress finish
-        (each lands verified or stays a partial), then that first error is raised.
+        On the first failure no new item is started; items in progress finish (a download lands
+        verified or stays a partial), then that first error is raised.
         """
-        jobs = _dedupe(jobs)
-        progress = self.progress
-        own_progress = progress is None
-        if progress is None:
-            progress = Progress(f"fetching {len(jobs)} packages", sum(j.expected_size or 0 for j in jobs))
         stop = threading.Event()
         first: BaseException | None = None
 
-        def run(job: DownloadJob) -> None:
+        def run(item: T) -> None:
             if not stop.is_set():
-                self._download(job, progress)
+                work(item)
 
-        try:
-            with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="fetch") as pool:
-                futures = [pool.submit(run, job) for job in jobs]
-                try:
-                    for future in as_completed(futures):
-                        exc = future.exception()
-                        if exc is not None and first is None:
-                            first = exc
-                            stop.set()
-                except BaseException:
-                    stop.set()
-                    raise
-        finally:
-            if own_progress:
-                progress.close()
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="fetch") as pool:
+            futures = [pool.submit(run, item) for item in items]
+            try:
+                for future in as_completed(futures):
+                    exc = future.exception()
+                    if exc is not None and first is None:
+                        first = exc
+                        stop.set()
+            except BaseException:
+                stop.set()
+                raise
         if first is not None:
             raise first
 
@@ -457,18 +447,6 @@ class _Partial:
             os.close(fd)
         os.chmod(self.path, 0o644)
         os.replace(self.path, dest)
-
-
-def _dedupe(jobs: list[DownloadJob]) -> list[DownloadJob]:
-    """One job per destination: two workers appending to one partial would corrupt it."""
-    by_dest: dict[Path, DownloadJob] = {}
-    for job in jobs:
-        job = dataclasses.replace(job, dest=Path(job.dest))
-        seen = by_dest.setdefault(job.dest, job)
-        if seen.expected_sum != job.expected_sum:
-            raise InputError(f"{job.dest}: wanted with two sums ({seen.name} {seen.expected_sum}, "
-                             f"{job.name} {job.expected_sum})")
-    return list(by_dest.values())
 
 
 def _open_local(path: Path, url: str) -> IO[bytes]:

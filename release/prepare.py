@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +77,15 @@ def download_packages(plan: DownloadPlan) -> dict[str, Any]:
     with fetcher_for(plan.http, progress) as fetcher:
         def ensure(p: LockedPackage) -> Path:
             return cache.ensure(fetcher, f"{plan.url}/{p.path}", name=p.label, sum=p.sum, size=p.pkgsize)
-        with ThreadPoolExecutor(max_workers=plan.http.jobs) as pool:
-            paths = list(pool.map(ensure, missing))
+        fetcher.each(ensure, missing)
         stats = fetcher.stats
     if missing:
         progress.close()
     Downloaded({p.sum: str(cache.path_for(p.sum).relative_to(ws.root)) for p in packages}).save(
         ws.downloaded(plan.release, plan.arch))
-    log.info("%s %s: %d packages, %d downloaded (%d bytes)", plan.release, plan.arch, len(packages), len(paths),
+    log.info("%s %s: %d packages, %d downloaded (%d bytes)", plan.release, plan.arch, len(packages), len(missing),
              stats.bytes)
-    return {"downloaded": len(paths), "requests": stats.requests, "bytes": stats.bytes}
+    return {"downloaded": len(missing), "requests": stats.requests, "bytes": stats.bytes}
 
 
 def downloads_present(plan: DownloadPlan) -> bool:

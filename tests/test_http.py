@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from release.cache import PackageCache
 from release.errors import FetchError, InputError, IntegrityError
 from release.fetcher import DownloadJob, Fetcher, partial_path, sidecar_path
 from release.progress import Progress
@@ -330,27 +331,29 @@ def test_file_urls(fetcher: Fetcher, tmp_path: Path) -> None:
         f"{PKG}.pkg", "meta.conf", "meta.conf.http.json"]
 
 
-# --- download_many ------------------------------------------------------------------
+# --- each: the one bounded pool ------------------------------------------------------
 
-def test_download_many_bounds_concurrency(repo_server: RepoServer, tmp_path: Path) -> None:
+def test_each_bounds_concurrency_and_the_cache_fetches_duplicates_once(repo_server: RepoServer,
+                                                                      tmp_path: Path) -> None:
     files = {f"FreeBSD-pkg{i}-14.2.pkg": payload(50_000 + i, bytes([i])) for i in range(6)}
-    jobs = []
+    wanted = []
     for name, data in files.items():
         url = publish(repo_server, name, data)
         repo_server.delay(f"/{name}", 0.3)
-        jobs.append(DownloadJob(url, tmp_path / "cache" / name, name.removesuffix(".pkg"), sha256_sum(data),
-                                len(data)))
+        wanted.append((url, name.removesuffix(".pkg"), sha256_sum(data), len(data)))
+    cache = PackageCache(tmp_path / "cache")
     progress = Progress("test", sum(len(d) for d in files.values()), stream=io.StringIO(), enabled=False)
     with Fetcher(max_workers=3, backoff=0, progress=progress, user_agent="t") as fetcher:
-        fetcher.download_many(jobs + jobs[:2])  # duplicates are fetched once
-    for name, data in files.items():
-        assert (tmp_path / "cache" / name).read_bytes() == data
+        fetcher.each(lambda w: cache.ensure(fetcher, w[0], name=w[1], sum=w[2], size=w[3]),
+                     wanted + wanted[:2])  # duplicates are fetched once
+    for _url, name, sum_, _ in wanted:
+        assert cache.path_for(sum_).read_bytes() == files[f"{name}.pkg"]
     assert len(repo_server.requests) == 6
     assert 2 <= repo_server.peak_concurrency <= 3
     assert progress.done == progress.total
 
 
-def test_download_many_reraises_the_first_error(repo_server: RepoServer, tmp_path: Path) -> None:
+def test_each_reraises_the_first_error(repo_server: RepoServer, tmp_path: Path) -> None:
     good = {f"FreeBSD-ok{i}-14.2.pkg": payload(40_000, bytes([i])) for i in range(4)}
     jobs = [DownloadJob(publish(repo_server, n, d), tmp_path / n, n, sha256_sum(d), len(d)) for n, d in good.items()]
     bad = publish(repo_server, "FreeBSD-bad-14.2.pkg", payload(40_000, b"tampered"))
@@ -358,7 +361,8 @@ def test_download_many_reraises_the_first_error(repo_server: RepoServer, tmp_pat
                                sha256_sum(b"what the catalogue says"), 40_000))
     with (Fetcher(max_workers=2, backoff=0, user_agent="t") as fetcher,
           pytest.raises(IntegrityError, match="FreeBSD-bad-14.2: sum mismatch")):
-        fetcher.download_many(jobs)
+        fetcher.each(lambda j: fetcher.download(j.url, j.dest, name=j.name, expected_sum=j.expected_sum,
+                                                expected_size=j.expected_size), jobs)
     for p in tmp_path.iterdir():  # whatever landed is complete and verified; nothing half-written
         assert not p.name.startswith(".partial-") and p.read_bytes() == good[p.name]
 
