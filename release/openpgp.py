@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import NoReturn, Protocol
 
 from .errors import InputError, SignatureError, ToolError
+from .run import require_tool
 
 logging.getLogger("gnupg").setLevel(logging.WARNING)   # before python-gnupg logs key data at DEBUG
 import gnupg  # noqa: E402
@@ -76,10 +77,9 @@ def normal_fingerprint(text: str) -> str:
 
 
 def _gpg(home: str | None, options: list[str] | None = None) -> gnupg.GPG:
-    if shutil.which("gpg") is None:
-        raise ToolError("gpg not found (apt-get install gnupg)")
+    gpg = require_tool("gpg", "sign or verify with OpenPGP", "gnupg")
     try:
-        return gnupg.GPG(gpgbinary="gpg", gnupghome=home, options=options)
+        return gnupg.GPG(gpgbinary=gpg, gnupghome=home, options=options)
     except (OSError, ValueError) as e:
         raise ToolError(f"gpg does not run with home {home or 'default'}: {e}") from None
 

@@ -22,7 +22,7 @@ import toml
 
 from release import openpgp, sigstore
 from release.config import from_dict
-from release.errors import ConfigError, SignatureError
+from release.errors import ConfigError, SignatureError, ToolError
 from tests.conftest import PROJECT, need_tool
 from tests.openpgp_support import PASSPHRASE, consumer_gnupg, preset_passphrase
 
@@ -171,3 +171,11 @@ def test_skopeo_standalone_verify_accepts_our_signature_and_we_accept_skopeos(re
         signed = sigstore.check_signature(verifier, (tmp_path / "by-skopeo").read_bytes(),
                                           "registry.example.org", "freebsd/freebsd-static", digest, "by-skopeo")
     assert signed.docker_reference == IDENTITY and signed.creator.startswith("atomic ")
+
+
+def test_without_gpg_on_path_the_error_names_the_tool_and_its_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))               # an empty directory: no gpg
+    with (pytest.raises(ToolError, match=r"^gpg: not found on PATH, needed to sign or verify with OpenPGP "
+                                         r"\(install the gnupg package\)$"),
+          openpgp.open_verifier(b"", "release.pub")):
+        pass
