@@ -31,7 +31,7 @@ if str(PROJECT) not in sys.path:
 
 from release.demo.generate import signing_key_pem, src_files  # noqa: E402
 from release.demo.srcrepo import make_src_repo  # noqa: E402
-from release.repowriter import write_repository  # noqa: E402
+from release.demo.repowriter import write_repository  # noqa: E402
 
 RELEASE = "catalogue"
 TIME = 1732838400

@@ -39,7 +39,7 @@ from release.catalogue import open_catalogue  # noqa: E402
 from release.demo.content import DEFAULT_VERSION  # noqa: E402
 from release.demo.generate import KEY_NAME, DemoInfo, generate_demo  # noqa: E402
 from release.errors import ReleaseError  # noqa: E402
-from release.repowriter import fingerprint_file  # noqa: E402
+from release.demo.repowriter import fingerprint_file  # noqa: E402
 from release.solver import Universe, solve  # noqa: E402
 
 # The nominal table of demo binaries totals ~24 MB for the minimal closure but

@@ -1,18 +1,18 @@
-"""pkg(8) package files (.pkg): a deterministic writer and a verifying streaming reader.
+"""pkg(8) package files (.pkg): a verifying streaming reader.
 
 A .pkg is a tar compressed with zstd (older: xz) holding ``+COMPACT_MANIFEST``,
 ``+MANIFEST``, then the files at absolute paths, then the directories.  pkg
 writes it with libarchive's "restricted pax" format: plain ustar headers, plus
 a pax extended header only when ustar cannot say something (long or non-ASCII
-names, file flags such as ``schg``).  The writer reproduces those headers byte
-for byte; the reader checks every member against the manifest while the bytes
-stream past, so a layer built from a package never contains unverified data.
+names, file flags such as ``schg``).  The reader checks every member against the
+manifest while the bytes stream past, so a layer built from a package never
+contains unverified data.  The writer (the demo repository's and the tests' packages,
+byte for byte as pkg-create makes them) is release/demo/pkgwriter.py.
 """
 from __future__ import annotations
 
 import bz2
 import contextlib
-import dataclasses
 import gzip
 import hashlib
 import io
@@ -20,38 +20,20 @@ import lzma
 import os
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, cast
 
 import zstandard
 
-from .errors import InputError, PackageError
-from .fsutil import atomic_output
-from .pkgmanifest import (Expected, TarHeader, build_manifests, check_path, encode_manifest, fflags_bits,
-                          fflags_text, file_tables, index_manifest, parse_manifest, resolve_metadata,
-                          symlink_sum_input)
-from .pkgtar import BLOCK, Kind, Member, _padding, _ustar_header, tar_header  # noqa: F401 (Member, tar_header re-exported)
+from .errors import PackageError
+from .pkgmanifest import (Expected, Kind, TarHeader, check_path, index_manifest, parse_manifest,
+                          resolve_metadata, symlink_sum_input)
 from .sums import Summer, sum_kind, zbase32
 
-KINDS = ("file", "dir", "symlink", "hardlink")
-_USTAR_SIZE_LIMIT = 8 ** 11         # 11 octal digits
-# libarchive adds a pax mtime record from 2**31-1 (3.6) or 8**11-1 (3.7.5+): stay below both.
-_MTIME_LIMIT = 0x7FFFFFFF
 _CHUNK = 1 << 20
 MAX_METADATA = 256 << 20            # a +MANIFEST bigger than this is not a pkgbase package
-
-
-@dataclass(frozen=True)
-class PackageInfo:
-    """What a catalogue needs about a written package: both sums, size and the manifests."""
-
-    sha256: str
-    pkg2: str
-    size: int
-    manifest: dict[str, Any]
-    compact: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -72,123 +54,6 @@ class PkgEntry:
     target: str
     fflags: str
     config: bool
-
-
-# --- writing ---------------------------------------------------------------
-
-class _HashingSink:
-    """File-like sink that hashes the compressed bytes on their way to disk."""
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self.out, self.summer = out, Summer()
-
-    def write(self, data: bytes | memoryview) -> int:
-        self.summer.update(data)
-        self.out.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-
-def _check_member(m: Member, where: str, earlier_files: dict[str, Member]) -> str:
-    """Validate one Member; returns its canonical flags text."""
-    at = f"{where}: {m.path}"
-    if m.kind not in KINDS:
-        raise PackageError(f"{at}: unknown member kind {m.kind!r}")
-    reason = check_path(m.path, m.kind == "dir")
-    if reason:
-        raise PackageError(f"{at}: {reason}")
-    if not 0 <= m.mode <= 0o7777:
-        raise PackageError(f"{at}: mode {m.mode:#o} is not a permission mode")
-    if not m.uname or not m.gname:
-        raise PackageError(f"{at}: owner and group names are required")
-    if not 0 <= m.mtime < _MTIME_LIMIT:
-        raise PackageError(f"{at}: mtime {m.mtime} out of range (0 .. 2**31-2)")
-    if m.data and m.kind != "file":
-        raise PackageError(f"{at}: only regular files carry data")
-    if len(m.data) >= _USTAR_SIZE_LIMIT:
-        raise PackageError(f"{at}: file too large for a ustar header")
-    if m.kind == "symlink" and (not m.target or "\0" in m.target):
-        raise PackageError(f"{at}: symlink needs a target")
-    source = earlier_files.get(m.target) if m.kind == "hardlink" else None
-    if m.kind == "hardlink" and (source is None or source.kind != "file"):
-        raise PackageError(f"{at}: hardlink to {m.target!r}, which is not an earlier file")
-    try:
-        return fflags_text(fflags_bits(m.fflags))
-    except ValueError as exc:
-        raise PackageError(f"{at}: {exc}") from None
-
-
-Write = Callable[[bytes | memoryview], object]
-
-
-def _compressor(sink: _HashingSink, compression: str, level: int) -> tuple[Write, Callable[[], object]]:
-    """(write, finish) callables feeding *sink* through the chosen compressor, single-threaded."""
-    if compression == "zstd":
-        writer = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True,
-                                          write_content_size=False).stream_writer(
-            sink, closefd=False)  # type: ignore[arg-type]  # zstandard's stub asks for IO[bytes]; it calls write()
-
-        def finish() -> None:
-            writer.flush(zstandard.FLUSH_FRAME)
-            writer.close()  # type: ignore[no-untyped-call]  # zstandard's stub leaves close() unannotated
-        return writer.write, finish
-    # xz: pkg's libarchive default preset is 6; the zstd-scale default 19 means "default".
-    comp = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64,
-                               preset=level if 0 <= level <= 9 else 6)
-    return (lambda data: sink.write(comp.compress(data))), (lambda: sink.write(comp.flush()))
-
-
-def write_package(dest: Path, manifest: dict[str, Any], members: list[Member], *, generation: str,
-                  compression: str = "zstd", level: int = 19) -> PackageInfo:
-    """Write a .pkg the way pkg-create(8) lays it out; same inputs give the same bytes.
-
-    *manifest* holds the package fields (name, origin, version, ..., plain-text
-    scripts, config paths); files, directories and flatsize are computed from
-    *members*.  Numeric owners are 0 and nothing comes from the host clock.
-    *level* is the zstd level (pkg's default is 19); for xz a level outside
-    0-9 means xz's default preset 6, which is what pkg gets from libarchive.
-    """
-    dest = Path(dest)
-    where = dest.name
-    if generation not in ("old", "new"):
-        raise InputError(f"{where}: unknown manifest generation {generation!r}")
-    if compression not in ("zstd", "xz"):
-        raise InputError(f"{where}: unknown package compression {compression!r}")
-    files: list[Member] = []
-    dirs: list[Member] = []
-    seen: dict[str, Member] = {}
-    for m in members:
-        m = dataclasses.replace(m, fflags=_check_member(m, where, seen))
-        if m.path in seen:
-            raise PackageError(f"{where}: {m.path}: listed twice")
-        seen[m.path] = m
-        (dirs if m.kind == "dir" else files).append(m)
-    for path in manifest.get("config") or []:
-        if getattr(seen.get(path), "kind", None) != "file":
-            raise PackageError(f"{where}: config file {path!r} is not a regular file member")
-    ftable, dtable, flatsize = file_tables(files, dirs, generation)
-    compact, full = build_manifests(manifest, ftable, dtable, flatsize, where)
-    with atomic_output(dest) as out:
-        sink = _HashingSink(out)
-        write, finish = _compressor(sink, compression, level)
-        for name, obj in (("+COMPACT_MANIFEST", compact), ("+MANIFEST", full)):
-            data = encode_manifest(obj, where)
-            write(_ustar_header(name.encode(), b"0", 0o644, len(data), 0, b"root", b"wheel"))
-            write(data + _padding(len(data)))
-        for m in files + dirs:
-            write(tar_header(m))
-            view = memoryview(m.data)
-            for start in range(0, len(view), _CHUNK):
-                write(view[start:start + _CHUNK])
-            write(_padding(len(m.data)))
-        write(b"\0" * (2 * BLOCK))
-        finish()
-    summer = sink.summer
-    return PackageInfo(summer.sha256_hex, summer.pkg2, summer.size,
-                       parse_manifest(encode_manifest(full, where), where),
-                       parse_manifest(encode_manifest(compact, where), where))
 
 
 # --- reading ---------------------------------------------------------------

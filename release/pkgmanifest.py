@@ -12,20 +12,19 @@ escaped).  Two generations of file tables exist:
   "perm": "0755", "fflags": <int>, ["symlink_target"], "mtime"}}`` and
   directories ``{"uname", "gname", "perm", "fflags"}``.
 
-This module turns a package description into those bytes (writer side) and a
-parsed manifest into one uniform table of expected entries (reader side), so
-pkgfile.py deals with tar and compression only.
+This module turns a parsed manifest into one uniform table of expected entries,
+so pkgfile.py deals with tar and compression only; the writer side, which only
+the demo repository and the tests need, is release/demo/pkgwriter.py.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from .errors import IntegrityError, PackageError
-from .pkgtar import Member
-from .sums import pkg2_sum, sha256_sum, sum_kind
+from .sums import sum_kind
 
 # Top-level keys in pkg_emit_object order.  The compact manifest is the same
 # object without the keys in FULL_ONLY_KEYS ("messages" appears in both).
@@ -43,6 +42,7 @@ COMPUTED_KEYS = frozenset({"files", "directories", "flatsize"})
 # annotations keep their insertion order: pkg's comparators never reorder them).
 SORTED_LISTS = frozenset({"categories", "licenses", "users", "groups", "shlibs_required",
                           "shlibs_provided", "provides", "requires"})
+Kind = Literal["file", "dir", "symlink", "hardlink"]
 SCRIPT_PHASES = ("pre-install", "install", "post-install", "pre-deinstall", "deinstall",
                  "post-deinstall", "pre-upgrade", "upgrade", "post-upgrade")
 
@@ -139,135 +139,6 @@ def check_path(path: str, is_dir: bool) -> str | None:
     if "." in parts or ".." in parts:
         return "path contains '.' or '..'"
     return None
-
-
-# --- writing ---------------------------------------------------------------
-
-def _content_sum(m: Member, files: dict[str, Member], generation: str) -> str:
-    if m.kind == "symlink":
-        data = symlink_sum_input(m.target)
-    else:
-        data = files[m.target].data if m.kind == "hardlink" else m.data
-    return "1$" + sha256_sum(data) if generation == "old" else pkg2_sum(data)
-
-
-def file_tables(files: list[Member], dirs: list[Member],
-                generation: str) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Manifest "files" and "directories" tables plus flatsize, as pkg-create computes them.
-
-    *files*/*dirs* are pkgfile.Member objects in archive order with
-    canonical fflags text.  flatsize counts a hardlinked file once and a
-    symlink as the length of its target (what lstat reports).
-    """
-    by_path = {m.path: m for m in files}
-    ftable: dict[str, Any] = {}
-    dtable: dict[str, Any] = {}
-    flatsize = 0
-    for m in files:
-        digest = _content_sum(m, by_path, generation)
-        if m.kind != "hardlink":
-            flatsize += len(m.data) if m.kind == "file" else len(m.target.encode("utf-8", "surrogateescape"))
-        if generation == "old":
-            ftable[urlencode(m.path)] = digest
-            continue
-        attrs: dict[str, str | int] = {"sum": digest, "uname": m.uname, "gname": m.gname, "perm": perm_text(m.mode),
-                 "fflags": fflags_bits(m.fflags)}
-        if m.kind == "symlink":
-            attrs["symlink_target"] = m.target
-        attrs["mtime"] = m.mtime
-        ftable[urlencode(m.path)] = attrs
-    for m in dirs:
-        dtable[urlencode(m.path)] = "y" if generation == "old" else {
-            "uname": m.uname, "gname": m.gname, "perm": perm_text(m.mode),
-            "fflags": fflags_bits(m.fflags)}
-    return ftable, dtable, flatsize
-
-
-_UCL_ESCAPES = {"\0": "\\u0000", "\n": "\\n", "\r": "\\r", "\b": "\\b", "\t": "\\t",
-                "\f": "\\f", "\v": "\\u000B", "\\": "\\\\", '"': '\\"'}
-_UCL_UNSAFE = re.compile(r'[\x00-\x1f"\\]')
-
-
-def _ucl_string(text: str, where: str) -> str:
-    def escape(match: re.Match[str]) -> str:
-        char = match.group()
-        if char not in _UCL_ESCAPES:
-            # libucl would replace it with U+FFFD and lose it: refuse instead.
-            raise PackageError(f"{where}: control character {char!r} cannot be stored in a manifest")
-        return _UCL_ESCAPES[char]
-    return '"' + _UCL_UNSAFE.sub(escape, text) + '"'
-
-
-def ucl_compact_json(value: Any, where: str = "manifest") -> str:
-    """libucl's UCL_EMIT_JSON_COMPACT spelling: no spaces, UTF-8 kept, keys in given order."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return _ucl_string(value, where)
-    if isinstance(value, dict):
-        return "{" + ",".join(_ucl_string(str(k), where) + ":" + ucl_compact_json(v, f"{where}.{k}")
-                              for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(ucl_compact_json(v, where) for v in value) + "]"
-    raise PackageError(f"{where}: {type(value).__name__} values cannot be stored in a manifest")
-
-
-def _trimmed(text: str) -> str:
-    # UCL_STRING_TRIM: scripts and desc lose leading/trailing white space.
-    return text.strip(" \t\n\r\f\v")
-
-
-def _encoded_value(key: str, value: Any, where: str) -> Any:
-    if key in SORTED_LISTS:
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise PackageError(f"{where}: {key} must be a list of strings")
-        return sorted(value)
-    if key == "desc":
-        return urlencode(_trimmed(str(value)))
-    if key == "config":
-        if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
-            raise PackageError(f"{where}: config must be a list of paths")
-        return [urlencode(p) for p in value]
-    if key == "scripts":
-        unknown = sorted(set(value) - set(SCRIPT_PHASES))
-        if unknown:
-            raise PackageError(f"{where}: unknown script phase {unknown[0]!r}")
-        return {phase: urlencode(_trimmed(value[phase])) for phase in SCRIPT_PHASES if phase in value}
-    return value
-
-
-def build_manifests(manifest: dict[str, Any], files: dict[str, Any], directories: dict[str, Any], flatsize: int,
-                    where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(compact, full) manifest objects in pkg's key order.
-
-    *manifest* holds the package's own fields with plain-text scripts, desc
-    and config paths; *files*/*directories* are the already encoded tables.
-    """
-    for key in manifest:
-        if key in COMPUTED_KEYS:
-            raise PackageError(f"{where}: manifest key {key!r} is computed from the members")
-        if key not in MANIFEST_KEY_ORDER:
-            raise PackageError(f"{where}: manifest key {key!r} is not one pkg writes")
-    for key in ("name", "version"):
-        if not isinstance(manifest.get(key), str) or not manifest[key]:
-            raise PackageError(f"{where}: manifest needs a {key!r} string")
-    values = {k: _encoded_value(k, v, where) for k, v in manifest.items() if v is not None}
-    values["flatsize"] = flatsize
-    if files:
-        values["files"] = files
-    if directories:
-        values["directories"] = directories
-    if values.get("vital") is False:
-        del values["vital"]  # pkg only writes "vital": true
-    full = {k: values[k] for k in MANIFEST_KEY_ORDER if k in values}
-    compact = {k: v for k, v in full.items() if k not in FULL_ONLY_KEYS}
-    return compact, full
-
-
-def encode_manifest(obj: dict[str, Any], where: str) -> bytes:
-    return ucl_compact_json(obj, where).encode("utf-8", "surrogateescape")
 
 
 # --- reading ---------------------------------------------------------------

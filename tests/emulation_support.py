@@ -4,7 +4,7 @@ FreeBSD programs cannot run on a Linux test host, so the emulation tests use
 Linux busybox-static binaries from Debian's packages (amd64, and arm64 for
 aarch64) as the image's /bin/busybox, with /bin/sh and the applets as
 symlinks to it.  Everything else is the pipeline's own: packages written by
-release.pkgfile, a catalogue signed with the demo key by release.repowriter,
+release.demo.pkgwriter, a catalogue signed with the demo key by release.demo.repowriter,
 a src repository from release.demo.srcrepo (the demo's FreeBSD src files, so
 the accounts step and the trust anchors are real).
 
@@ -32,9 +32,10 @@ import toml
 
 from release.demo.generate import signing_key_pem, src_files
 from release.demo.srcrepo import make_src_repo
-from release.pkgfile import Member, write_package
+from release.demo.pkgtar import Member
+from release.demo.pkgwriter import write_package
 from release.pkgmanifest import MANIFEST_KEY_ORDER
-from release.repowriter import write_repository
+from release.demo.repowriter import write_repository
 from tests.conftest import PROJECT, need_tool, unavailable
 
 DEB_ARCH = {"amd64": "amd64", "aarch64": "arm64"}
@@ -172,7 +173,7 @@ def write_package_repo(directory: Path, arch: str, packages: list[tuple[dict, li
         row = dict(info.compact, sum=info.pkg2, path=path, repopath=path, pkgsize=info.size)
         entries.append({key: row[key] for key in MANIFEST_KEY_ORDER if key in row})
     checks = contextlib.nullcontext() if not hostile_paths else \
-        mock.patch("release.repowriter.entry_from_manifest", lambda row, *_: SimpleNamespace(name=row["name"]))
+        mock.patch("release.demo.repowriter.entry_from_manifest", lambda row, *_: SimpleNamespace(name=row["name"]))
     with checks:
         write_repository(directory, entries, signing_key=signing_key_pem(), signature_type="fingerprints",
                          packing_format="tzst", formats=("data", "packagesite"), legacy_copies=True, mtime=TIME)

@@ -16,7 +16,7 @@ import toml
 
 from release.demo.generate import src_files
 from release.demo.srcrepo import make_src_repo
-from release.pkgfile import Member
+from release.demo.pkgtar import Member
 from tests.conftest import PROJECT
 from tests.emulation_support import TIME, manifest, write_package_repo
 

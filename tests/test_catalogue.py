@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
 from release.catalogue import RepoMeta, catalogue_candidates, open_catalogue, parse_meta
 from release.pkgsig import load_fingerprints, read_fingerprint
 from release.errors import ConfigError, RepositoryError, SignatureError
-from release.repowriter import compress, fingerprint_file, public_key_pem, write_repository
+from release.demo.repowriter import compress, fingerprint_file, public_key_pem, write_repository
 from release.sums import pkg2_sum, sha256_sum
 from tests.conftest import need_tool
 

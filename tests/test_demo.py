@@ -25,7 +25,7 @@ from release.demo.generate import (DEFAULT_BRANCHES, KEY_NAME, STAMP, DemoInfo, 
                                    generate_demo, pubkey_pem, signing_key_pem)
 from release.errors import InputError
 from release.pkgfile import PkgEntry, open_package
-from release.repowriter import public_key_pem
+from release.demo.repowriter import public_key_pem
 from release.solver import Universe, solve
 from release.srcgit import SrcMirror
 from release.sums import Summer

@@ -82,7 +82,7 @@ def test_the_sweep_stays_in_the_work_directory_s_own_folders(tmp_path: Path) -> 
 
 def test_a_full_disk_is_one_line_naming_the_file(tmp_path: Path) -> None:
     """The work directory on a 3 MiB file system (a tmpfs in a private mount namespace), a 3 MiB package."""
-    from release.pkgfile import Member
+    from release.demo.pkgtar import Member
     from tests.conftest import PROJECT, need_tool
     from tests.emulation_support import TIME, need_root
     need_root()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from release.pkgfile import Member
+from release.demo.pkgtar import Member
 from tests.emulation_support import TIME
 from tests.hostile_support import ARCH, RELEASE, Hostile, hostile_release
 from tests.pipeline_support import doit, error_lines, partial_files

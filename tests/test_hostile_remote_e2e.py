@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import toml
 
-from release.pkgfile import Member
+from release.demo.pkgtar import Member
 from tests.emulation_support import TIME
 from tests.hostile_support import ARCH, RELEASE, Hostile, hostile_release
 from tests.httpserver import RepoServer

@@ -1,6 +1,6 @@
 """The layer writer on hand-made packages: ordering, metadata, links, whiteouts and refusals.
 
-Packages are real .pkg files written by pkgfile.write_package (both manifest
+Packages are real .pkg files written by release.demo.pkgwriter.write_package (both manifest
 generations); layers are real blobs read back with Python's tarfile and GNU tar.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from release.errors import LayerError, PackageError, StepError
 from release.cache import PackageCache
 from release.layer import install_packages
 from release.layerblob import write_layer_blob
-from release.pkgfile import Member, write_package
+from release.demo.pkgtar import Member
+from release.demo.pkgwriter import write_package
 from release.records import LockedPackage
 from release.tree import LayerTree, ParentView
 from release.workspace import Workspace

@@ -31,7 +31,8 @@ from release.compress import compressor_identity
 from release.errors import LayerError
 from release.layer import install_packages
 from release.layerblob import write_layer_blob
-from release.pkgfile import Member, write_package
+from release.demo.pkgtar import Member
+from release.demo.pkgwriter import write_package
 from release.records import LockedPackage
 from release.tree import LayerTree, ParentView
 from release.workspace import Workspace

@@ -31,8 +31,8 @@ import toml
 from release.demo import content
 from release.demo.content import DemoPackage
 from release.demo.generate import pubkey_pem
-from release.pkgtar import Member
-from release.repowriter import fingerprint_file
+from release.demo.pkgtar import Member
+from release.demo.repowriter import fingerprint_file
 from tests.build_support import ARCHES, CONFIG, DemoBuild, umoci_unpack
 from tests.conftest import need_tool
 from tests.pipeline_support import doit

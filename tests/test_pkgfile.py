@@ -14,7 +14,9 @@ import pytest
 import zstandard
 
 from release.errors import PackageError
-from release.pkgfile import Member, open_package, read_manifest, write_package
+from release.demo.pkgtar import Member
+from release.demo.pkgwriter import write_package
+from release.pkgfile import open_package, read_manifest
 from release.pkgmanifest import fflags_bits, fflags_text, urldecode, urlencode
 from release.sums import pkg2_sum
 from tests.conftest import PROJECT, need_tool
@@ -431,7 +433,8 @@ def test_writer_refuses_bad_input(tmp_path, members, manifest, fragment):
 _MAKE_BIG = """
 import sys
 from pathlib import Path
-from release.pkgfile import Member, write_package
+from release.demo.pkgtar import Member
+from release.demo.pkgwriter import write_package
 data = bytes(200 << 20)
 write_package(Path(sys.argv[1]), {"name": "big", "version": "1"},
               [Member("/usr/lib/big.a", "file", 0o444, data=data)], generation="new", level=1)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from release.demo.generate import fingerprint as demo_fingerprint
-from release.repowriter import fingerprint_file, public_key_pem, write_repository
+from release.demo.repowriter import fingerprint_file, public_key_pem, write_repository
 from tests.pipeline_support import doit, error_lines, partial_files, ran, repo_path, served_config, write_config
 
 PREPARE = ["download:test:amd64", "download:test:aarch64"]

@@ -29,7 +29,7 @@ import pytest
 
 from release.demo import content
 from release.demo.generate import pubkey_pem
-from release.repowriter import fingerprint_file
+from release.demo.repowriter import fingerprint_file
 from tests.build_support import need_root_owners, parse_accounts, static_skeleton, umoci_unpack
 from tests.pipeline_support import doit, write_config
 from tests.realpkg_support import (db_differences, file_url, logical_db, metalog_owners, need_pkg,

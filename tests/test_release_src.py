@@ -31,7 +31,7 @@ from release import srcconf
 from release.demo.generate import KEY_NAME, generate_demo, src_files
 from release.demo.srcrepo import advance_branch
 from release.errors import InputError
-from release.repowriter import fingerprint_file
+from release.demo.repowriter import fingerprint_file
 from tests.build_support import PrivatePodman
 from tests.conftest import need_tool
 from tests.pipeline_support import doit, error_lines

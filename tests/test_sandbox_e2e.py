@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from release.pkgfile import Member
+from release.demo.pkgtar import Member
 from tests.build_support import read_layer
 from tests.emulation_support import TIME, need_root, shell_members
 from tests.hostile_support import ARCH, RELEASE, hostile_release

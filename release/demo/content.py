@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..pkgtar import Member
+from .pkgtar import Member
 
 DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_VERSION = "14.2"
@@ -185,7 +185,7 @@ class Build:
 
 @dataclass(frozen=True)
 class DemoPackage:
-    """A package ready for pkgfile.write_package: manifest fields and members."""
+    """A package ready for pkgwriter.write_package: manifest fields and members."""
 
     name: str
     manifest: dict[str, Any]

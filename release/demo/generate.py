@@ -31,9 +31,9 @@ from typing import Any
 
 from ..errors import InputError
 from ..fsutil import atomic_directory, atomic_write, canonical_json, identity, remove_partials
-from ..pkgfile import PackageInfo, write_package
+from .pkgwriter import PackageInfo, write_package
 from ..pkgmanifest import MANIFEST_KEY_ORDER
-from ..repowriter import fingerprint_file, public_key_pem, write_repository
+from .repowriter import fingerprint_file, public_key_pem, write_repository
 from . import content
 from .srcrepo import make_src_repo
 
