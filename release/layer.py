@@ -146,7 +146,8 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
             write_pkgdb_entry(ws, tree, list(inputs.pkgdb_packages), schema=plan.pkgdb.schema, time=sde,
                               repository=plan.pkgdb.repository, metas=metas)
         tree.check_structure()
-        blob = write_layer_blob(ws.blobs(), tree, compression=plan.compression, sde=sde)
+        blob = write_layer_blob(ws.blobs(), tree, compression=plan.compression, sde=sde,
+                                threads=plan.compress_threads)
         view, index = tree.child_view(), tree.package_index()
     layer = LayerRecord(identity=ident, **blob, created_by=_created_by(plan, inputs, script_log),
                         comment=plan.description, packages=[p.name for p in inputs.packages], scripts=script_log)

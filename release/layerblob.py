@@ -18,15 +18,20 @@ from .tarstream import TarEntry, TarStream
 from .tree import Item, LayerTree, entries_sorted
 
 
-def write_layer_blob(blobs: Path, tree: LayerTree, *, compression: dict, sde: int) -> dict:
-    """Write the tree as a layer blob into *blobs*; returns digest, diff_id, size and media type."""
+def write_layer_blob(blobs: Path, tree: LayerTree, *, compression: dict, sde: int, threads: int = 0) -> dict:
+    """Write the tree as a layer blob into *blobs*; returns digest, diff_id, size and media type.
+
+    *compression* is the compressor's identity (compress.compressor_identity);
+    *threads* compress gzip blocks (0: every CPU), which never changes the bytes.
+    """
     users, groups = name_to_id(tree.read("/etc/master.passwd"), tree.read("/etc/group"))
     entries = _with_parents_and_whiteouts(tree, sde)
     canonical = _hardlink_sources(tree)
     media = compression["media"]
     writer = open_blob_writer(blobs, media, gzip_level=compression["level"] if media == "tar+gzip" else 6,
                               zstd_level=compression["level"] if media == "tar+zstd" else 3,
-                              gzip_engine=compression.get("engine", "zlib"))
+                              gzip_engine=compression.get("engine", "zlib"),
+                              gzip_block_size=compression.get("blocks", 0), threads=threads)
     try:
         tar = TarStream(writer)
         for path in entries_sorted(entries):

@@ -84,9 +84,12 @@ def dir_entry(name: str, mode: int = 0o755) -> TarEntry:
 
 
 def write_layer(blobs_dir: Path, members: list[tuple[TarEntry, bytes | None]],
-                media: str = "tar+gzip") -> Blob:
-    """A layer blob from (entry, data) pairs, through the real tar and blob writers."""
-    with open_blob_writer(blobs_dir, media, gzip_level=6, zstd_level=3) as writer:
+                media: str = "tar+gzip", **writer_options) -> Blob:
+    """A layer blob from (entry, data) pairs, through the real tar and blob writers.
+
+    *writer_options* go to open_blob_writer (gzip_block_size, threads ...).
+    """
+    with open_blob_writer(blobs_dir, media, gzip_level=6, zstd_level=3, **writer_options) as writer:
         tar = TarStream(writer)
         for entry, data in members:
             tar.add(entry, data)
