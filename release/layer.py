@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import steps as step_kinds
+from .builtincache import UNCACHED, Builtins
 from .builtins.entries import Entry
 from .builtins.scripts import recognise
 from .emulate import Emulation, emulation_for, install_scripts
@@ -119,10 +120,10 @@ def _reusable(ws: Workspace, ident: str) -> BuiltLayer | None:
     return built if ws.blob(built.layer.digest).is_file() else None
 
 
-def _context(plan: LayerPlan, inputs: LayerInputs) -> StepContext:
+def _context(plan: LayerPlan, inputs: LayerInputs, builtins: Builtins) -> StepContext:
     files = SrcFiles(plan.src, inputs.src)
     return StepContext(read_src=files.read, read_src_dir=files.read_dir, byte_order=plan.byte_order,
-                       repository=plan.repository, tools=plan.tools, keys=dict(inputs.keys))
+                       repository=plan.repository, tools=plan.tools, keys=dict(inputs.keys), builtins=builtins)
 
 
 def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
@@ -131,13 +132,15 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
     ws.tmp().mkdir(parents=True, exist_ok=True)
     with disk_errors(f"{ws.tmp()} (the layer's spool)"), tempfile.TemporaryFile(dir=ws.tmp()) as spool:
         tree = LayerTree(inputs.parent_view, spool)
-        ctx = _context(plan, inputs)
+        builtins = Builtins(ws.builtin_cache())
+        ctx = _context(plan, inputs, builtins)
         emulation = emulation_for(plan.arch, sde, inputs.parent_layers, ws.tmp(), ws.blobs()) \
             if plan.executor is not None else None
         step_kinds.apply_phase(tree, plan.steps, step_kinds.BEFORE_PACKAGES, ctx)
         metas, script_log = install_packages(ws, tree, inputs.packages, scripts=plan.scripts,
                                              ignore_scripts=plan.ignore_scripts, byte_order=plan.byte_order,
-                                             sde=sde, emulation=emulation, tools=plan.tools)
+                                             sde=sde, emulation=emulation, tools=plan.tools,
+                                             builtins=builtins)
         step_kinds.apply_phase(tree, plan.steps, step_kinds.AFTER_PACKAGES, ctx)
         commands = [s for s in plan.steps if step_kinds.kind_of(s).phase == step_kinds.EXECUTOR]
         if commands and emulation is not None:     # the plan has an executor whenever there are commands
@@ -157,7 +160,8 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
 def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPackage, ...] | list[LockedPackage],
                      *, scripts: str, ignore_scripts: tuple[str, ...], byte_order: str, sde: int,
                      emulation: Emulation | None = None,
-                     tools: dict | None = None) -> tuple[dict[str, dict], list[str]]:
+                     tools: dict | None = None,
+                     builtins: Builtins = UNCACHED) -> tuple[dict[str, dict], list[str]]:
     """Stream every package of the layer into the tree; run their install scripts' built-ins.
 
     Returns each package's remembered metadata (by sum) and the script log.
@@ -184,7 +188,7 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
             for phase, found in found_steps:
                 if phase != "post-install":
                     for s in found:
-                        run_script_action(tree, s, pkg.name, byte_order, tools)
+                        run_script_action(tree, s, pkg.name, byte_order, tools, builtins)
             config: dict[str, str] = {}
             for entry, stream in reader.entries():
                 e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
@@ -199,7 +203,7 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
         post += [(pkg.name, found) for phase, found in found_steps if phase == "post-install"]
     for package, found in post:
         for s in found:
-            run_script_action(tree, s, package, byte_order, tools)
+            run_script_action(tree, s, package, byte_order, tools, builtins)
     if emulation is not None:
         emulation.run_scripts(tree, emulated_post)
     return metas, log_lines

@@ -15,6 +15,7 @@ verification) agree on paths:
     <work>/cache/packages/{sha256,blake2b}/     content-addressed package cache
     <work>/cache/meta/<sum>.json                package manifests and tar metadata (for pkgdb)
     <work>/cache/xz/                            xz segments of large blobs (archives)
+    <work>/cache/builtins/                      outputs of pwd_mkdb, services_mkdb ... by input digest
     <work>/build/<release>/<arch>/<flavour>/    packages.json, layer.json, view.json, index.json, image.json
     <work>/build/<release>/index-<flavour>.json the multi-arch index record
     <work>/layers/<identity>.json               built layers by plan identity (reuse)
@@ -96,6 +97,10 @@ class Workspace:
 
     def xz_cache(self) -> Path:
         return self.root / "cache" / "xz"
+
+    def builtin_cache(self) -> Path:
+        """release.builtincache's store: the install-time tools' outputs by input digest."""
+        return self.root / "cache" / "builtins"
 
     def tmp(self) -> Path:
         return self.root / "tmp"
