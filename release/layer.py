@@ -14,16 +14,19 @@ A layer's identity is the sha256 of its plan's settings and of the records'
 content it reads (packages and their sums, the src objects, SOURCE_DATE_EPOCH,
 the digest of the view below ...).  Built layers are remembered under that
 identity, so an unchanged plan never rebuilds and a rebuild from scratch lands
-on the same bytes.
+on the same bytes.  A layer that another architecture's plan already built
+to the same bytes (same settings, src and view, packages with the same
+payload: the static flavour) is taken from there (release.layershare).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import layershare
 from . import steps as step_kinds
 from .builtincache import UNCACHED, Builtins
 from .builtins.entries import Entry
@@ -98,15 +101,23 @@ def build_layer(plan: LayerPlan) -> dict:
     inputs = read_inputs(plan)
     ident = identity({"plan": plan.settings(), "inputs": inputs.identity_json(), "view": VIEW_FORMAT})
     built = _reusable(ws, ident)
-    reused = built is not None
+    reused, shared = built is not None, False
     if built is None:
-        built = _assemble(plan, inputs, ident)
-        built.save(ws.built_layer(ident))
+        key = layershare.share_key(plan, inputs)
+        built = layershare.find_shared(ws, key, inputs.packages)
+        shared = built is not None
+        if built is not None:
+            built = BuiltLayer(replace(built.layer, identity=ident), built.view, built.index)
+            built.save(ws.built_layer(ident))
+        else:
+            built = _assemble(plan, inputs, ident)
+            built.save(ws.built_layer(ident))
+            layershare.register(ws, key, ident, inputs.packages)
     r, a, f = plan.release, plan.arch, plan.flavour
     built.layer.save(ws.layer_json(r, a, f))
     built.view.save(ws.view_json(r, a, f))
     built.index.save(ws.package_index_json(r, a, f))
-    return {"digest": built.layer.digest, "reused": reused}
+    return {"digest": built.layer.digest, "reused": reused, "shared": shared}
 
 
 def _reusable(ws: Workspace, ident: str) -> BuiltLayer | None:
@@ -190,16 +201,20 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
                     for s in found:
                         run_script_action(tree, s, pkg.name, byte_order, tools, builtins)
             config: dict[str, str] = {}
+            payload = layershare.for_reader(reader)
             for entry, stream in reader.entries():
                 e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
                           target=entry.target, mtime=min(entry.mtime, sde))
                 if entry.kind == "file":
                     tree.add_stream(e, pkg.name, stream)
+                    payload.add(entry, tree.items[e.path].sha256)
                     if entry.config:
                         config[entry.path] = config_text(tree.read(entry.path) or b"")
                 else:
                     tree.add_package_entry(e, pkg.name)
+                    payload.add(entry, "")
             metas[pkg.sum] = remember(ws, pkg, reader.manifest, config)
+            layershare.remember_payload(ws, pkg, payload.hexdigest())
         post += [(pkg.name, found) for phase, found in found_steps if phase == "post-install"]
     for package, found in post:
         for s in found:
