@@ -1,6 +1,6 @@
 """Generate a realistic-size pkgbase repository and src tree for benchmarks.
 
-    python bench/genrepo.py OUTDIR [--scale N] [--arches amd64,aarch64]
+    python bench/genrepo.py OUTDIR [--scale N] [--arches amd64,aarch64] [--release R --toolchain]
 
 This is the demo release (release/demo) with its binaries scaled up: at the
 default scale the minimal flavour's packages (with the static and dynamic
@@ -64,6 +64,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--release", default="demo",
                         help="release of --config whose ABI, repository and flavours are used")
     parser.add_argument("--version", default=DEFAULT_VERSION, help="package version (default %(default)s)")
+    parser.add_argument("--toolchain", action="store_true",
+                        help="also the packages of 15.x's notoolchain and toolchain flavours "
+                             "(with --release 15.0-CURRENT)")
     return parser.parse_args(argv)
 
 
@@ -109,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo = demo_release(release)
         started = time.monotonic()
         info = generate_demo(args.outdir, arches=arches, abi_major=demo.abi_major,
-                             repos={demo.repo: args.version}, scale=args.scale, pkg_level=args.pkg_level)
+                             repos={demo.repo: args.version}, scale=args.scale, pkg_level=args.pkg_level,
+                             toolchain=args.toolchain)
         elapsed = time.monotonic() - started
         print(f"{args.outdir}: {'generated ' + ', '.join(info.written) if info.written else 'up to date'} "
               f"in {elapsed:.1f} s (scale {args.scale:g}, zstd level {args.pkg_level})")

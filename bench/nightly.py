@@ -3,7 +3,8 @@
     python bench/nightly.py [--scale 1] [--arches amd64,aarch64] [--keep DIR]
 
 On config.toml's whole release matrix served from the demo data (bench/genrepo's
-generator; --scale makes its binaries realistic-size):
+generator; --scale makes its binaries realistic-size), 15.0-CURRENT with its
+notoolchain and toolchain flavours:
 
 1. a first nightly (cold: every snapshot release built and published);
 2. a no-op nightly: nothing changed upstream (goal: at most 1 s, zero files rewritten);
@@ -82,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         served, tree, work = root / "served", root / "tree", root / "work"
         config = matrix_config(PROJECT / "config.toml", root / "config.toml", publish_root=tree,
-                               arches=arches, served=served)
+                               arches=arches, served=served, toolchain=True)
         cfg = config_mod.load(config)
-        generate_tree(served, [demo_release(r) for r in cfg.releases.values()], scale=args.scale)
+        generate_tree(served, [demo_release(r) for r in cfg.releases.values()], scale=args.scale, toolchain=True)
         rows = []
         t, n = doit(config, work, "nightly")
         rows.append(("first nightly (cold, every snapshot release)", t, n, None))

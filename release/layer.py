@@ -206,7 +206,7 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
                 e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
                           target=entry.target, mtime=min(entry.mtime, sde))
                 if entry.kind == "file":
-                    tree.add_stream(e, pkg.name, stream)
+                    tree.add_stream(e, pkg.name, stream, _verified_sha256(stream))
                     payload.add(entry, tree.items[e.path].sha256)
                     if entry.config:
                         config[entry.path] = config_text(tree.read(entry.path) or b"")
@@ -222,6 +222,11 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
     if emulation is not None:
         emulation.run_scripts(tree, emulated_post)
     return metas, log_lines
+
+
+def _verified_sha256(stream):
+    """The stream's own sha256 (it verifies one) instead of hashing the bytes a second time."""
+    return (lambda: stream.sha256) if stream.kind == "sha256" else None
 
 
 def _emulated(pkg: LockedPackage, prefix: str, scripts: dict, when: str, ignorable: set, log_lines: list) -> list:
