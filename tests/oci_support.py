@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,14 @@ def validate(test_data: Path) -> Callable[[dict, str], None]:
 
 
 # --- small real images for layout/archive tests ---------------------------------------
+
+def sample_layer(size: int, seed: int) -> bytes:
+    """*size* deterministic bytes that compress like a layer: text-like runs, then binary noise."""
+    rng = random.Random(seed)
+    words = [bytes(rng.choices(range(97, 123), k=rng.randint(2, 9))) for _ in range(500)]
+    text = b" ".join(rng.choice(words) for _ in range(size // 10))
+    return (text + rng.randbytes(size))[:size]
+
 
 EPOCH = 1732838400  # 2024-11-29T00:00:00Z
 

@@ -16,6 +16,7 @@ from release import builtincache
 from release.builtincache import UNCACHED, Builtins
 from release.builtins import capmkdb, certctl, pwdmkdb, servicesmkdb
 from release.demo.content import DATA
+from tests.conftest import count_calls
 
 ETC = DATA / "src" / "etc"
 FILES = DATA / "files" / "etc"
@@ -38,14 +39,7 @@ IMPLEMENTATIONS = {"pwd_mkdb": (pwdmkdb, "pwd_mkdb"), "services_mkdb": (services
 
 
 def counting(monkeypatch, tool: str) -> list:
-    module, name = IMPLEMENTATIONS[tool]
-    real, calls = getattr(module, name), []
-
-    def wrapper(*args, **kwargs):
-        calls.append(args)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(module, name, wrapper)
-    return calls
+    return count_calls(monkeypatch, *IMPLEMENTATIONS[tool])
 
 
 @pytest.mark.parametrize("tool", sorted(CALLS))

@@ -3,7 +3,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import random
 import struct
 import subprocess
 from pathlib import Path
@@ -16,15 +15,13 @@ from release.compress import (ISAL_LEVELS, MEDIA_TYPES, Blob, compressor_identit
 from release.errors import ConfigError, LayerError
 from release.fsutil import TMP_PREFIX
 from tests.conftest import need_tool
+from tests.oci_support import sample_layer
 
 
 @pytest.fixture(scope="module")
 def layer() -> bytes:
     """3 MiB of compressible, deterministic bytes: text-like runs plus binary noise."""
-    rng = random.Random(14)
-    words = [bytes(rng.choices(range(97, 123), k=rng.randint(2, 9))) for _ in range(500)]
-    text = b" ".join(rng.choice(words) for _ in range(300_000))
-    return (text + rng.randbytes(3 << 20))[: 3 << 20]
+    return sample_layer(3 << 20, 14)
 
 
 def write_blob(blobs: Path, data: bytes, media: str, step: int = 1 << 20, **kw) -> Blob:

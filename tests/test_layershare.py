@@ -21,6 +21,7 @@ from release import layer as layer_mod
 from release import planner
 from release.builtins import certctl, pwdmkdb, servicesmkdb
 from release.demo.generate import bump_package
+from tests.conftest import count_calls
 from tests.pipeline_support import demo_tree, doit, write_config  # noqa: F401 (fixture)
 
 FLAVOURS = ("static", "dynamic", "minimal")
@@ -40,24 +41,14 @@ def prepared(demo_tree: Path, tmp_path: Path, bump_aarch64_zoneinfo: bool = Fals
     return config_mod.load(config, workdir=work), work
 
 
-def counted(monkeypatch, module, name: str) -> list:
-    real, calls = getattr(module, name), []
-
-    def wrapper(*args, **kwargs):
-        calls.append(args)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(module, name, wrapper)
-    return calls
-
-
 def build_all(cfg) -> dict:
     return {(a, f): layer_mod.build_layer(planner.layer_plan(cfg, "test", a, f)) for a in ARCHES for f in FLAVOURS}
 
 
 def test_the_static_layer_and_the_tools_run_once_for_both_architectures(demo_tree, tmp_path, monkeypatch):
     cfg, work = prepared(demo_tree, tmp_path)
-    blobs = counted(monkeypatch, layer_mod, "write_layer_blob")
-    tools = {name: counted(monkeypatch, module, fn) for name, module, fn in (
+    blobs = count_calls(monkeypatch, layer_mod, "write_layer_blob")
+    tools = {name: count_calls(monkeypatch, module, fn) for name, module, fn in (
         ("pwd_mkdb", pwdmkdb, "pwd_mkdb"), ("services_mkdb", servicesmkdb, "services_mkdb"),
         ("certctl", certctl, "rehash"))}
     done = build_all(cfg)
@@ -81,7 +72,7 @@ def test_the_static_layer_and_the_tools_run_once_for_both_architectures(demo_tre
 
 def test_a_package_that_differs_on_one_architecture_is_not_shared(demo_tree, tmp_path, monkeypatch):
     cfg, work = prepared(demo_tree, tmp_path, bump_aarch64_zoneinfo=True)
-    blobs = counted(monkeypatch, layer_mod, "write_layer_blob")
+    blobs = count_calls(monkeypatch, layer_mod, "write_layer_blob")
     done = build_all(cfg)
     assert len(blobs) == len(ARCHES) * len(FLAVOURS)
     assert not any(r["shared"] for r in done.values())
@@ -99,6 +90,6 @@ def test_a_damaged_shared_layer_is_built_again(demo_tree, tmp_path, monkeypatch,
         (work / "layers" / entry.name).write_text("[]")
     else:
         (work / "blobs/sha256" / first["digest"][7:]).unlink()
-    blobs = counted(monkeypatch, layer_mod, "write_layer_blob")
+    blobs = count_calls(monkeypatch, layer_mod, "write_layer_blob")
     second = layer_mod.build_layer(planner.layer_plan(cfg, "test", "aarch64", "static"))
     assert len(blobs) == 1 and not second["shared"] and second["digest"] == first["digest"]
