@@ -104,14 +104,12 @@ def build_layer(plan: LayerPlan) -> dict:
     reused, shared = built is not None, False
     if built is None:
         key = layershare.share_key(plan, inputs)
-        built = layershare.find_shared(ws, key, inputs.packages)
-        shared = built is not None
-        if built is not None:
-            built = BuiltLayer(replace(built.layer, identity=ident), built.view, built.index)
-            built.save(ws.built_layer(ident))
-        else:
-            built = _assemble(plan, inputs, ident)
-            built.save(ws.built_layer(ident))
+        found = layershare.find_shared(ws, key, inputs.packages)
+        shared = found is not None
+        built = BuiltLayer(replace(found.layer, identity=ident), found.view, found.index) if found \
+            else _assemble(plan, inputs, ident)
+        built.save(ws.built_layer(ident))
+        if not shared:
             layershare.register(ws, key, ident, inputs.packages)
     r, a, f = plan.release, plan.arch, plan.flavour
     built.layer.save(ws.layer_json(r, a, f))
