@@ -37,6 +37,7 @@ from release.demo.inputs import demo_flavours  # noqa: E402
 from release.planner import demo_release  # noqa: E402
 from release.catalogue import open_catalogue  # noqa: E402
 from release.demo.content import DEFAULT_VERSION  # noqa: E402
+from release.demo.matrix import TOOLCHAIN_FAMILY  # noqa: E402
 from release.demo.generate import KEY_NAME, DemoInfo, generate_demo  # noqa: E402
 from release.errors import ReleaseError  # noqa: E402
 from release.repowriter import fingerprint_file  # noqa: E402
@@ -65,8 +66,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="release of --config whose ABI, repository and flavours are used")
     parser.add_argument("--version", default=DEFAULT_VERSION, help="package version (default %(default)s)")
     parser.add_argument("--toolchain", action="store_true",
-                        help="also the packages of 15.x's notoolchain and toolchain flavours "
-                             "(with --release 15.0-CURRENT)")
+                        help="also the packages of 15.x's notoolchain and toolchain flavours, and report "
+                             "them (with a 15.x release: --release current)")
     return parser.parse_args(argv)
 
 
@@ -81,11 +82,12 @@ def catalogue_rows(info: DemoInfo, arch: str, repo: str) -> dict[str, dict]:
     return {name: dict(entry.raw) for name, entry in catalogue.entries.items()}
 
 
-def flavour_table(rows: dict[str, dict], label: str, release: config_mod.Release) -> list[str]:
-    """One line per flavour (as the demo src defines the release's family): what its layer adds, and the
-    running total."""
+def flavour_table(rows: dict[str, dict], label: str, release: config_mod.Release,
+                  names: Sequence[str] | None = None) -> list[str]:
+    """One line per flavour (as the demo src defines the release's family, or the flavours *names*): what its
+    layer adds, and the running total."""
     plan = [(f.name, f.parent, tuple(dict(release.packages).get(f.name, f.packages)))
-            for f in demo_flavours(release.branch)]
+            for f in demo_flavours(release.branch, names)]
     resolved = solve(Universe(rows, label), plan)
     lines = [f"{'flavour':<12} {'parent':<10} {'packages':>8} {'uncompressed':>13} {'compressed':>11} "
              f"{'ratio':>6} {'cumulative':>11}"]
@@ -124,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             packed = sum(r["pkgsize"] for r in rows.values())
             print(f"\n{label}: {len(rows)} packages, {flat / MB:.1f} MB uncompressed, "
                   f"{packed / MB:.1f} MB compressed")
-            for line in flavour_table(rows, label, release):
+            for line in flavour_table(rows, label, release, TOOLCHAIN_FAMILY if args.toolchain else None):
                 print("  " + line)
     except ReleaseError as e:
         print(str(e), file=sys.stderr)

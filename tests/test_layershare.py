@@ -21,6 +21,8 @@ from release import layer as layer_mod
 from release import planner
 from release.builtins import certctl, pwdmkdb, servicesmkdb
 from release.demo.generate import bump_package
+from release.matrix import resolve
+from release.workspace import Workspace
 from tests.conftest import count_calls
 from tests.pipeline_support import demo_tree, doit, write_config  # noqa: F401 (fixture)
 
@@ -38,20 +40,20 @@ def prepared(demo_tree: Path, tmp_path: Path, bump_aarch64_zoneinfo: bool = Fals
                           src_url=(root / "src.git").as_uri())
     work = tmp_path / "work"
     doit(config, work, *(f"download:test:{a}" for a in ARCHES))
-    return config_mod.load(config, workdir=work), work
+    return resolve(config_mod.load(config, workdir=work), Workspace(work)), work
 
 
-def build_all(cfg) -> dict:
-    return {(a, f): layer_mod.build_layer(planner.layer_plan(cfg, "test", a, f)) for a in ARCHES for f in FLAVOURS}
+def build_all(m) -> dict:
+    return {(a, f): layer_mod.build_layer(planner.layer_plan(m, "test", a, f)) for a in ARCHES for f in FLAVOURS}
 
 
 def test_the_static_layer_and_the_tools_run_once_for_both_architectures(demo_tree, tmp_path, monkeypatch):
-    cfg, work = prepared(demo_tree, tmp_path)
+    m, work = prepared(demo_tree, tmp_path)
     blobs = count_calls(monkeypatch, layer_mod, "write_layer_blob")
     tools = {name: count_calls(monkeypatch, module, fn) for name, module, fn in (
         ("pwd_mkdb", pwdmkdb, "pwd_mkdb"), ("services_mkdb", servicesmkdb, "services_mkdb"),
         ("certctl", certctl, "rehash"))}
-    done = build_all(cfg)
+    done = build_all(m)
     assert len(blobs) == len(ARCHES) * len(FLAVOURS) - 1
     assert done[("aarch64", "static")] == {**done[("amd64", "static")], "shared": True}
     assert not any(r["shared"] for k, r in done.items() if k != ("aarch64", "static"))
@@ -66,14 +68,14 @@ def test_the_static_layer_and_the_tools_run_once_for_both_architectures(demo_tre
     for a in ARCHES:
         assert (work / f"build/test/{a}/static/view.json").read_bytes() == \
             (work / "build/test/amd64/static/view.json").read_bytes()
-    assert build_all(cfg) == {k: {**v, "reused": True, "shared": False} for k, v in done.items()}
+    assert build_all(m) == {k: {**v, "reused": True, "shared": False} for k, v in done.items()}
     assert len(blobs) == len(ARCHES) * len(FLAVOURS) - 1
 
 
 def test_a_package_that_differs_on_one_architecture_is_not_shared(demo_tree, tmp_path, monkeypatch):
-    cfg, work = prepared(demo_tree, tmp_path, bump_aarch64_zoneinfo=True)
+    m, work = prepared(demo_tree, tmp_path, bump_aarch64_zoneinfo=True)
     blobs = count_calls(monkeypatch, layer_mod, "write_layer_blob")
-    done = build_all(cfg)
+    done = build_all(m)
     assert len(blobs) == len(ARCHES) * len(FLAVOURS)
     assert not any(r["shared"] for r in done.values())
     assert done[("amd64", "static")]["digest"] != done[("aarch64", "static")]["digest"]
@@ -81,8 +83,8 @@ def test_a_package_that_differs_on_one_architecture_is_not_shared(demo_tree, tmp
 
 @pytest.mark.parametrize("damage", ["entry", "record", "blob"])
 def test_a_damaged_shared_layer_is_built_again(demo_tree, tmp_path, monkeypatch, damage):
-    cfg, work = prepared(demo_tree, tmp_path)
-    first = layer_mod.build_layer(planner.layer_plan(cfg, "test", "amd64", "static"))
+    m, work = prepared(demo_tree, tmp_path)
+    first = layer_mod.build_layer(planner.layer_plan(m, "test", "amd64", "static"))
     [entry] = (work / "layers/shared").glob("*/*.json")
     if damage == "entry":
         entry.write_text("{")
@@ -91,5 +93,5 @@ def test_a_damaged_shared_layer_is_built_again(demo_tree, tmp_path, monkeypatch,
     else:
         (work / "blobs/sha256" / first["digest"][7:]).unlink()
     blobs = count_calls(monkeypatch, layer_mod, "write_layer_blob")
-    second = layer_mod.build_layer(planner.layer_plan(cfg, "test", "aarch64", "static"))
+    second = layer_mod.build_layer(planner.layer_plan(m, "test", "aarch64", "static"))
     assert len(blobs) == 1 and not second["shared"] and second["digest"] == first["digest"]

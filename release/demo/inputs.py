@@ -56,16 +56,17 @@ def generate_tree(root: Path, demo: Sequence[DemoRelease], *, scale: float = 1, 
     return written
 
 
-def demo_flavours(branch: str = "releng/14.2") -> list[srcconf.FlavourDef]:
+def demo_flavours(branch: str = "releng/14.2", names: Sequence[str] | None = None) -> list[srcconf.FlavourDef]:
     """The image family the demo src tree defines for *branch* (its release/tools/oci-image-*.conf), in build
-    order: what a demo release builds when it lists no flavours."""
+    order: what a demo release builds when it lists no flavours (or the listed *names*, as the src defines them)."""
     from .. import srcconf
     files = generate.src_files(branch)
     rel = srcconf.ReleaseId(*generate.branch_version(branch))
     makefile = files.get(srcconf.MAKEFILE)
-    names = srcconf.read_image_list(makefile) if makefile is not None else sorted(
-        p.removeprefix(f"{srcconf.CONF_DIR}/oci-image-").removesuffix(".conf")
-        for p in files if p.startswith(f"{srcconf.CONF_DIR}/oci-image-"))
+    if names is None:
+        names = srcconf.read_image_list(makefile) if makefile is not None else sorted(
+            p.removeprefix(f"{srcconf.CONF_DIR}/oci-image-").removesuffix(".conf")
+            for p in files if p.startswith(f"{srcconf.CONF_DIR}/oci-image-"))
     defs = {n: srcconf.read_flavour(n, files[srcconf.conf_path(n)], rel) for n in names}
     order: list[srcconf.FlavourDef] = []
 
