@@ -50,8 +50,10 @@ class Payload:
         self._h = hashlib.sha256(canonical_json({"scripts": scripts, "deps": sorted(deps)}))
 
     def add(self, entry: PkgEntry, sha256: str) -> None:
-        self._h.update(canonical_json([entry.path, entry.kind, entry.mode, entry.uname, entry.gname, entry.mtime,
-                                       entry.target, entry.fflags, entry.config, sha256]))
+        # NUL-separated: no field of a tar member (path, names, link target) can hold a NUL
+        fields = (entry.path, entry.kind, entry.mode, entry.uname, entry.gname, entry.mtime, entry.target,
+                  entry.fflags, entry.config, sha256)
+        self._h.update("\0".join(map(str, fields)).encode("utf-8", "surrogateescape") + b"\n")
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
