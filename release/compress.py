@@ -8,16 +8,17 @@ kept, since equal names mean equal bytes (content addressing).
 
 Determinism rules (same tar in, same blob out, on any host):
 
-- Compressor input is re-cut into fixed 1 MiB chunks, so the output does not
-  depend on how callers happen to split their writes.
+- Compressor input is re-cut into fixed blocks (1 MiB, or gzip_block_size
+  for gzip in blocks), so the output does not depend on how callers happen
+  to split their writes.
 - gzip: raw deflate with a pinned level, window (15) and memLevel (8); the
   header is written here: no file name, MTIME 0, XFL from the level by
   zlib's own rule, OS byte 255 ("unknown").  255 is what Go's compress/gzip
   (behind containers/image, buildah and moby) and Python's GzipFile write;
   3 ("Unix", zlib's and GNU gzip's choice) would describe the build host,
   and a FreeBSD image built on Linux or macOS must be the same bytes.
-- gzip in blocks (gzip_block_size > 0, the default; pigz's scheme with a
-  fixed layout): the tar is cut at multiples of the block size, whatever
+- gzip in blocks (gzip_block_size > 0, the default; the scheme of pigz's
+  compress_thread(), with a layout fixed by the input alone): the tar is cut at multiples of the block size, whatever
   the thread count; each block is deflated on its own, primed with the
   last 32 KiB of the block before it as preset dictionary (so matches
   still reach back across the cut, as in one stream), and ends with a
