@@ -28,6 +28,7 @@ time the rest of the machine used while it ran (from /proc/stat).
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import json
@@ -121,7 +122,8 @@ json.dump({"code": code, "wall": wall, "rss_kb": peak["kb"],
 
 def cpu_jiffies() -> tuple[int, int]:
     """(busy, total) clock ticks of every CPU since boot (/proc/stat)."""
-    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
     idle = fields[3] + fields[4]
     return sum(fields) - idle, sum(fields)
 
@@ -135,7 +137,7 @@ def own_cpu() -> float:
 class Phase:
     """Wall time of a phase, and the CPU time the rest of the machine used meanwhile."""
 
-    def __enter__(self) -> "Phase":
+    def __enter__(self) -> Phase:
         self.busy0, self.total0 = cpu_jiffies()
         self.own0, self.t0 = own_cpu(), time.monotonic()
         return self
@@ -232,8 +234,8 @@ def pkgdb_time(config: Path, work: Path, arches: list[str], flavours: tuple[str,
             ws = plan.workspace
             with tempfile.TemporaryFile(dir=ws.tmp()) as spool:
                 tree = LayerTree(ParentView(), spool)
-                out["seconds"] += timed(lambda: write_pkgdb_entry(
-                    ws, tree, list(inputs.pkgdb_packages), schema=plan.pkgdb.schema,
+                out["seconds"] += timed(functools.partial(
+                    write_pkgdb_entry, ws, tree, list(inputs.pkgdb_packages), schema=plan.pkgdb.schema,
                     time=inputs.src.source_date_epoch, repository=plan.pkgdb.repository, metas={}))
             out["layers"] += 1
             out["packages"] += len(inputs.pkgdb_packages)

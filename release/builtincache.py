@@ -24,11 +24,15 @@ import base64
 import functools
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .builtins.entries import Entry
 from .fsutil import atomic_write, canonical_json, identity
+
+if TYPE_CHECKING:
+    from .builtins.pwdmkdb import PwdDatabases
 
 Outputs = dict[str, bytes]
 
@@ -46,7 +50,7 @@ class Builtins:
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = Path(directory) if directory is not None else None
 
-    def pwd_mkdb(self, master_passwd: bytes, **options):
+    def pwd_mkdb(self, master_passwd: bytes, **options: Any) -> PwdDatabases:
         """pwd_mkdb -p: passwd, pwd.db and spwd.db (builtins.pwdmkdb.PwdDatabases)."""
         from .builtins.pwdmkdb import PwdDatabases, pwd_mkdb
 
@@ -66,7 +70,8 @@ class Builtins:
         return self._cached("cap_mkdb", {"byte_order": byte_order}, {"source": source},
                             lambda: {"db": cap_mkdb(source, byte_order)})["db"]
 
-    def certctl_rehash(self, trusted: Mapping[str, bytes], untrusted: Mapping[str, bytes], **options) -> list[Entry]:
+    def certctl_rehash(self, trusted: Mapping[str, bytes], untrusted: Mapping[str, bytes],
+                       **options: Any) -> list[Entry]:
         """certctl rehash's entries (builtins.certctl.rehash, the same options) for these certificate stores."""
         from .builtins import certctl
 
@@ -78,7 +83,8 @@ class Builtins:
                            inputs, run)
         return [_entry_from_json(e) for e in json.loads(out["entries"])]
 
-    def _cached(self, tool: str, options: dict, inputs: Mapping[str, bytes], run: Callable[[], Outputs]) -> Outputs:
+    def _cached(self, tool: str, options: dict[str, Any], inputs: Mapping[str, bytes],
+                run: Callable[[], Outputs]) -> Outputs:
         if self.directory is None:
             return run()
         key = identity({"tool": tool, "code": code_identity(), "options": options,
@@ -110,11 +116,11 @@ def _read(path: Path) -> Outputs | None:
         return None
 
 
-def _entry_json(e: Entry) -> dict:
+def _entry_json(e: Entry) -> dict[str, Any]:
     return {"path": e.path, "kind": e.kind, "mode": e.mode, "uname": e.uname, "gname": e.gname,
             "data": base64.b64encode(e.data).decode(), "target": e.target, "mtime": e.mtime}
 
 
-def _entry_from_json(doc: dict) -> Entry:
+def _entry_from_json(doc: dict[str, Any]) -> Entry:
     return Entry(doc["path"], doc["kind"], doc["mode"], doc["uname"], doc["gname"],
                  data=base64.b64decode(doc["data"]), target=doc["target"], mtime=doc["mtime"])

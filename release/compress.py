@@ -77,10 +77,11 @@ import struct
 import tempfile
 import zlib
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Protocol
 
 from .errors import ConfigError, LayerError
 from .fsutil import TMP_PREFIX, disk_errors
@@ -112,7 +113,7 @@ class Blob:
     size: int
     media_type: str
 
-    def descriptor(self) -> dict:
+    def descriptor(self) -> dict[str, Any]:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
@@ -146,13 +147,16 @@ class _Passthrough:
         return b""
 
 
-def _deflater(level: int, engine: str, zdict: bytes = b""):
-    """A raw deflate compressor of *engine* at the configured (zlib) level."""
-    extra = {"zdict": zdict} if zdict else {}
+def _deflater(level: int, engine: str, zdict: bytes = b"") -> Any:
+    """A raw deflate compressor of *engine* at the configured (zlib) level, primed with *zdict*."""
     if engine == "isal":
         from isal import isal_zlib
-        return isal_zlib.compressobj(ISAL_LEVELS[level], isal_zlib.DEFLATED, -15, **extra)
-    return zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, **extra)
+        if zdict:
+            return isal_zlib.compressobj(ISAL_LEVELS[level], isal_zlib.DEFLATED, -15, zdict=zdict)
+        return isal_zlib.compressobj(ISAL_LEVELS[level], isal_zlib.DEFLATED, -15)
+    if zdict:
+        return zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict=zdict)
+    return zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
 
 
 class _GzipMember:
@@ -190,7 +194,7 @@ class _Gzip(_GzipMember):
     def block(self, data: bytes, last: bool) -> Callable[[], bytes]:
         def run() -> bytes:
             self.count(data)
-            out = self._deflate.compress(data)
+            out: bytes = self._deflate.compress(data)
             return out + self._deflate.flush() if last else out
         return run
 
@@ -213,7 +217,8 @@ class _BlockGzip(_GzipMember):
 
 def _deflate_block(level: int, engine: str, zdict: bytes, data: bytes, last: bool) -> bytes:
     d = _deflater(level, engine, zdict)
-    return d.compress(data) + d.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    out: bytes = d.compress(data) + d.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return out
 
 
 class _Zstd:
@@ -287,20 +292,21 @@ def _run_codec(codec: _Codec, data: bytes) -> bytes:
     return b"".join(out + [codec.block(data[tail:], True)(), codec.trailer()])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _identity(media: str, gzip_level: int, zstd_level: int, gzip_engine: str, gzip_block_size: int) -> str:
     return json.dumps(_compressor_identity(media, gzip_level=gzip_level, zstd_level=zstd_level,
                                            gzip_engine=gzip_engine, gzip_block_size=gzip_block_size))
 
 
 def compressor_identity(media: str, *, gzip_level: int, zstd_level: int, gzip_engine: str = "auto",
-                        gzip_block_size: int = DEFAULT_GZIP_BLOCK) -> dict:
+                        gzip_block_size: int = DEFAULT_GZIP_BLOCK) -> dict[str, Any]:
     """Everything that decides the compressed bytes (computed once per process)."""
-    return json.loads(_identity(media, gzip_level, zstd_level, gzip_engine, gzip_block_size))
+    ident: dict[str, Any] = json.loads(_identity(media, gzip_level, zstd_level, gzip_engine, gzip_block_size))
+    return ident
 
 
 def _compressor_identity(media: str, *, gzip_level: int, zstd_level: int, gzip_engine: str,
-                         gzip_block_size: int) -> dict:
+                         gzip_block_size: int) -> dict[str, Any]:
     """Everything that decides the compressed bytes, for task identities.
 
     Compressor versions and the probe digest make a compressor change (which
@@ -367,7 +373,7 @@ class BlobWriter:
         self.result: Blob | None = None
         workers = max(1, threads) if codec.independent else 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-compressor")
-        self._inflight: deque[Future] = deque()
+        self._inflight: deque[Future[bytes]] = deque()
         self._window = 2 * workers
         self._emit(codec.header())
 
@@ -444,10 +450,10 @@ class BlobWriter:
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
 
-    def __enter__(self) -> "BlobWriter":
+    def __enter__(self) -> BlobWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is not None or self.result is None:
             self.abort()
 

@@ -53,7 +53,7 @@ def non_negative(value) -> str | None:
     return None if value >= 0 else f"must not be negative, not {value}"
 
 
-def gzip_block_size(value) -> str | None:
+def gzip_block_size(value: int) -> str | None:
     """0 (one stream) or 64 KiB .. 64 MiB (compress.GZIP_BLOCK_RANGE)."""
     if value == 0 or (64 << 10) <= value <= (64 << 20):
         return None

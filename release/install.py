@@ -13,6 +13,7 @@ layer stage backs with the work directory's cache (one run per distinct input).
 from __future__ import annotations
 
 import posixpath
+from typing import Any
 
 from .builtincache import UNCACHED, Builtins
 from .builtins.certctl_tree import rehash_tree
@@ -28,7 +29,7 @@ DB_MODE = 0o644
 
 
 def run_script_action(tree: LayerTree, step: ScriptAction, package: str, byte_order: str,
-                      tools: dict | None = None, builtins: Builtins = UNCACHED) -> None:
+                      tools: dict[str, Any] | None = None, builtins: Builtins = UNCACHED) -> None:
     owner = f"{package} {step.kind}"
     a = step.args
     tools = tools or {}
@@ -52,7 +53,7 @@ def run_script_action(tree: LayerTree, step: ScriptAction, package: str, byte_or
         raise StepError(f"{owner}: no built-in for {step.kind}")
 
 
-def pwd_mkdb(tree: LayerTree, args: dict, owner: str, tools: dict | None = None,
+def pwd_mkdb(tree: LayerTree, args: dict[str, Any], owner: str, tools: dict[str, Any] | None = None,
              builtins: Builtins = UNCACHED) -> None:
     """pwd_mkdb -p -d DIR SOURCE: the hashed databases and /etc/passwd, from the image's master.passwd."""
     source = _need(tree, args["source"], owner)

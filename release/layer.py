@@ -23,15 +23,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from . import layershare
 from . import steps as step_kinds
 from .builtincache import UNCACHED, Builtins
 from .builtins.entries import Entry
-from .builtins.scripts import recognise
-from .emulate import Emulation, emulation_for, install_scripts
+from .builtins.scripts import ScriptAction, recognise
+from .emulate import Emulation, PackageScript, emulation_for, install_scripts
 from .errors import InputError, StepError
 from .fsutil import disk_errors, file_digest, identity
 from .install import run_script_action
@@ -44,6 +46,9 @@ from .sources import SrcFiles
 from .steps import StepContext
 from .tree import VIEW_FORMAT, LayerTree, ParentView
 from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .pkgfile import _VerifiedStream as VerifiedStream
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +65,14 @@ class LayerInputs:
     parent_layers: tuple[LayerRecord, ...]      # the layers below (only when target code runs)
     keys: dict[str, bytes] = field(default_factory=dict)    # trust anchors to install: image path -> content
 
-    def identity_json(self) -> dict:
-        def pkgs(ps: tuple[LockedPackage, ...]) -> list[dict]:
+    def identity_json(self) -> dict[str, Any]:
+        def pkgs(ps: tuple[LockedPackage, ...]) -> list[dict[str, Any]]:
             return [{"name": p.name, "version": p.version, "sum": p.sum} for p in ps]
         return {"packages": pkgs(self.packages), "src": self.src.inputs,
                 "source_date_epoch": self.src.source_date_epoch, "parent_view": self.parent_view_digest,
                 # the database records whether each package was asked for by name (pkg's "automatic")
-                "pkgdb": [dict(x, reason=p.reason) for x, p in zip(pkgs(self.pkgdb_packages), self.pkgdb_packages)],
+                "pkgdb": [dict(x, reason=p.reason) for x, p in zip(pkgs(self.pkgdb_packages), self.pkgdb_packages,
+                                                                               strict=True)],
                 "parent_layers": [{"digest": x.digest, "media_type": x.media_type} for x in self.parent_layers],
                 "keys": {p: hashlib.sha256(data).hexdigest() for p, data in sorted(self.keys.items())}}
 
@@ -95,7 +101,7 @@ def _read_key(path: Path) -> bytes:
         raise InputError(f"{path}: cannot read a trust anchor the image must carry: {e.strerror}") from None
 
 
-def build_layer(plan: LayerPlan) -> dict:
+def build_layer(plan: LayerPlan) -> dict[str, Any]:
     """Build (or reuse) the layer; write layer.json, view.json and index.json for the stages above."""
     ws = plan.workspace
     inputs = read_inputs(plan)
@@ -169,8 +175,8 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
 def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPackage, ...] | list[LockedPackage],
                      *, scripts: str, ignore_scripts: tuple[str, ...], byte_order: str, sde: int,
                      emulation: Emulation | None = None,
-                     tools: dict | None = None,
-                     builtins: Builtins = UNCACHED) -> tuple[dict[str, dict], list[str]]:
+                     tools: dict[str, Any] | None = None,
+                     builtins: Builtins = UNCACHED) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Stream every package of the layer into the tree; run their install scripts' built-ins.
 
     Returns each package's remembered metadata (by sum) and the script log.
@@ -181,9 +187,9 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
     scripts of pkgbase packages do not read each other's files).
     """
     ignorable = set(ignore_scripts)
-    metas: dict[str, dict] = {}
-    post: list[tuple[str, list]] = []
-    emulated_post: list = []
+    metas: dict[str, dict[str, Any]] = {}
+    post: list[tuple[str, list[ScriptAction]]] = []
+    emulated_post: list[PackageScript] = []
     log_lines: list[str] = []
     for pkg in install_order(ws, packages):
         with open_package(cached_package(ws, pkg), pkg.label) as reader:
@@ -203,8 +209,8 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
             for entry, stream in reader.entries():
                 e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
                           target=entry.target, mtime=min(entry.mtime, sde))
-                if entry.kind == "file":
-                    tree.add_stream(e, pkg.name, stream, _verified_sha256(stream))
+                if stream is not None:
+                    tree.add_stream(e, pkg.name, cast(BinaryIO, stream), _verified_sha256(stream))
                     payload.add(entry, tree.items[e.path].sha256)
                     if entry.config:
                         config[entry.path] = config_text(tree.read(entry.path) or b"")
@@ -222,12 +228,13 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
     return metas, log_lines
 
 
-def _verified_sha256(stream):
+def _verified_sha256(stream: VerifiedStream) -> Callable[[], str] | None:
     """The stream's own sha256 (it verifies one) instead of hashing the bytes a second time."""
-    return (lambda: stream.sha256) if stream.kind == "sha256" else None
+    return (lambda: stream.sha256 or "") if stream.kind == "sha256" else None
 
 
-def _emulated(pkg: LockedPackage, prefix: str, scripts: dict, when: str, ignorable: set, log_lines: list) -> list:
+def _emulated(pkg: LockedPackage, prefix: str, scripts: dict[str, str], when: str, ignorable: set[str],
+              log_lines: list[str]) -> list[PackageScript]:
     """The package's scripts to run under the executor (those listed in ignore_scripts skipped)."""
     out = []
     for s in install_scripts(pkg.name, pkg.version, prefix, scripts, when):
@@ -239,8 +246,8 @@ def _emulated(pkg: LockedPackage, prefix: str, scripts: dict, when: str, ignorab
     return out
 
 
-def _script_actions(policy: str, byte_order: str, package: str, scripts: dict, ignorable: set,
-                    log_lines: list) -> list:
+def _script_actions(policy: str, byte_order: str, package: str, scripts: dict[str, str], ignorable: set[str],
+                    log_lines: list[str]) -> list[tuple[str, list[ScriptAction]]]:
     out = []
     for phase in ("pre-install", "install", "post-install"):
         text = scripts.get(phase)

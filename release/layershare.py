@@ -32,13 +32,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .fsutil import canonical_json, identity, write_if_changed
-from .pkgfile import PkgEntry, open_package
+from .pkgfile import PackageReader, PkgEntry, open_package
 from .pkgmeta import cached_package
+from .plans import LayerPlan
 from .records import BuiltLayer, LockedPackage
 from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .layer import LayerInputs
 
 ADDRESS_FIELDS = ("release", "arch")        # plan fields that only locate records
 
@@ -46,7 +51,7 @@ ADDRESS_FIELDS = ("release", "arch")        # plan fields that only locate recor
 class Payload:
     """The payload digest of one package, fed entry by entry as it is read."""
 
-    def __init__(self, scripts: dict, deps: Iterable[str]) -> None:
+    def __init__(self, scripts: dict[str, str], deps: Iterable[str]) -> None:
         self._h = hashlib.sha256(canonical_json({"scripts": scripts, "deps": sorted(deps)}))
 
     def add(self, entry: PkgEntry, sha256: str) -> None:
@@ -59,11 +64,11 @@ class Payload:
         return self._h.hexdigest()
 
 
-def for_reader(reader) -> Payload:
+def for_reader(reader: PackageReader) -> Payload:
     return Payload(reader.scripts, (reader.manifest.get("deps") or {}).keys())
 
 
-def share_key(plan, inputs) -> str | None:
+def share_key(plan: LayerPlan, inputs: LayerInputs) -> str | None:
     """The layer's identity with the packages by name and the release/arch left out; None: never shared."""
     if plan.pkgdb is not None or plan.executor is not None:
         return None

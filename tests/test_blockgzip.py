@@ -51,7 +51,8 @@ def reference(data: bytes, block: int, level: int = 6) -> bytes:
     out = [b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"]
     for n, start in enumerate(cuts):
         zdict = data[max(0, start - DEFLATE_WINDOW):start]
-        d = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, **({"zdict": zdict} if zdict else {}))
+        primed = {"zdict": zdict} if zdict else {}
+        d = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, **primed)
         last = n == len(cuts) - 1
         out.append(d.compress(data[start:start + block]) + d.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH))
     return b"".join(out) + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)

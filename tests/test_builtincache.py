@@ -8,7 +8,6 @@ changed input, a changed implementation or a damaged entry must run it again.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -243,7 +243,8 @@ MUTATIONS: dict[str, Mutation] = {
 # run steps need an image whose programs run here: test_run_step_options_drift covers them
 RUN_OPTIONS = {"steps.run.command", "steps.run.timeout"}
 NO_BUILD_EFFECT = {
-    "pipeline.jobs", "pipeline.compress_threads", "pipeline.zstd_level", "pipeline.http_timeout", "pipeline.http_retries", "pipeline.user_agent",
+    "pipeline.jobs", "pipeline.compress_threads", "pipeline.zstd_level", "pipeline.http_timeout",
+    "pipeline.http_retries", "pipeline.user_agent",
     "src.mirror", "pkgbase.pubkey", "publish.root", "publish.keep", "push.release_tags", "push.snapshot_tags",
     "push.sbom", "signing.key", "signing.public_key", "signing.openpgp_key", "signing.gnupg_home",
     "signing.openpgp_public_key", "signing.lookaside_url", "registries.*.url", "registries.*.namespace",

@@ -24,7 +24,7 @@ from release.demo.generate import bump_package
 from release.matrix import resolve
 from release.workspace import Workspace
 from tests.conftest import count_calls
-from tests.pipeline_support import demo_tree, doit, write_config  # noqa: F401 (fixture)
+from tests.pipeline_support import doit, write_config
 
 FLAVOURS = ("static", "dynamic", "minimal")
 ARCHES = ("amd64", "aarch64")

@@ -23,7 +23,7 @@ is a set depending on it.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 from .content import REAL_SCALE, Build, DemoPackage, _Files, _manifest, pseudo_code, scaled_size
 
