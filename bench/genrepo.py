@@ -1,6 +1,6 @@
 """Generate a realistic-size pkgbase repository and src tree for benchmarks.
 
-    python bench/genrepo.py OUTDIR [--scale N] [--arches amd64,aarch64]
+    python bench/genrepo.py OUTDIR [--scale N] [--arches amd64,aarch64] [--release R --toolchain]
 
 This is the demo release (release/demo) with its binaries scaled up: at the
 default scale the minimal flavour's packages (with the static and dynamic
@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 PROJECT = Path(__file__).resolve().parent.parent
 if str(PROJECT) not in sys.path:
@@ -37,6 +37,7 @@ from release.demo.inputs import demo_flavours  # noqa: E402
 from release.planner import demo_release  # noqa: E402
 from release.catalogue import open_catalogue  # noqa: E402
 from release.demo.content import DEFAULT_VERSION  # noqa: E402
+from release.demo.matrix import TOOLCHAIN_FAMILY  # noqa: E402
 from release.demo.generate import KEY_NAME, DemoInfo, generate_demo  # noqa: E402
 from release.errors import ReleaseError  # noqa: E402
 from release.demo.repowriter import fingerprint_file  # noqa: E402
@@ -64,6 +65,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--release", default="demo",
                         help="release of --config whose ABI, repository and flavours are used")
     parser.add_argument("--version", default=DEFAULT_VERSION, help="package version (default %(default)s)")
+    parser.add_argument("--toolchain", action="store_true",
+                        help="also the packages of 15.x's notoolchain and toolchain flavours, and report "
+                             "them (with a 15.x release: --release current)")
     return parser.parse_args(argv)
 
 
@@ -78,11 +82,12 @@ def catalogue_rows(info: DemoInfo, arch: str, repo: str) -> dict[str, dict]:
     return {name: dict(entry.raw) for name, entry in catalogue.entries.items()}
 
 
-def flavour_table(rows: dict[str, dict], label: str, release: config_mod.Release) -> list[str]:
-    """One line per flavour (as the demo src defines the release's family): what its layer adds, and the
-    running total."""
+def flavour_table(rows: dict[str, dict], label: str, release: config_mod.Release,
+                  names: Sequence[str] | None = None) -> list[str]:
+    """One line per flavour (as the demo src defines the release's family, or the flavours *names*): what its
+    layer adds, and the running total."""
     plan = [(f.name, f.parent, tuple(dict(release.packages).get(f.name, f.packages)))
-            for f in demo_flavours(release.branch)]
+            for f in demo_flavours(release.branch, names)]
     resolved = solve(Universe(rows, label), plan)
     lines = [f"{'flavour':<12} {'parent':<10} {'packages':>8} {'uncompressed':>13} {'compressed':>11} "
              f"{'ratio':>6} {'cumulative':>11}"]
@@ -109,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo = demo_release(release)
         started = time.monotonic()
         info = generate_demo(args.outdir, arches=arches, abi_major=demo.abi_major,
-                             repos={demo.repo: args.version}, scale=args.scale, pkg_level=args.pkg_level)
+                             repos={demo.repo: args.version}, scale=args.scale, pkg_level=args.pkg_level,
+                             toolchain=args.toolchain)
         elapsed = time.monotonic() - started
         print(f"{args.outdir}: {'generated ' + ', '.join(info.written) if info.written else 'up to date'} "
               f"in {elapsed:.1f} s (scale {args.scale:g}, zstd level {args.pkg_level})")
@@ -120,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             packed = sum(r["pkgsize"] for r in rows.values())
             print(f"\n{label}: {len(rows)} packages, {flat / MB:.1f} MB uncompressed, "
                   f"{packed / MB:.1f} MB compressed")
-            for line in flavour_table(rows, label, release):
+            for line in flavour_table(rows, label, release, TOOLCHAIN_FAMILY if args.toolchain else None):
                 print("  " + line)
     except ReleaseError as e:
         print(str(e), file=sys.stderr)

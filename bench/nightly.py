@@ -3,13 +3,14 @@
     python bench/nightly.py [--scale 1] [--arches amd64,aarch64] [--keep DIR]
 
 On config.toml's whole release matrix served from the demo data (bench/genrepo's
-generator; --scale makes its binaries realistic-size):
+generator; --scale makes its binaries realistic-size), the 15.x releases with
+their notoolchain and toolchain images too:
 
 1. a first nightly (cold: every snapshot release built and published);
 2. a no-op nightly: nothing changed upstream (goal: at most 1 s, zero files rewritten);
-3. a one-package change: the src branch of 15.0-CURRENT advances by an unrelated
+3. a one-package change: the src branch of current (main) advances by an unrelated
    commit and FreeBSD-runtime is bumped in its amd64 repository; the nightly after it;
-4. a cold build of the same release (15.0-CURRENT) with a warm package cache.
+4. a cold build of the same release (current) with a warm package cache.
 
 For each: wall time, tasks run, files and bytes (re)written in the work
 directory and the published tree (the doit state database and the work
@@ -37,9 +38,11 @@ from release.planner import demo_release  # noqa: E402
 from release.demo.matrix import matrix_config  # noqa: E402
 from release.demo.srcrepo import advance_branch  # noqa: E402
 from release.fsutil import read_json  # noqa: E402
+from release.matrix import resolve  # noqa: E402
+from release.workspace import Workspace  # noqa: E402
 
 MB = 1_000_000
-CHANGED = "15.0-CURRENT"
+CHANGED = "current"             # config.toml's main branch: 15.0-CURRENT
 
 
 def snapshot(*roots: Path) -> dict[Path, tuple[int, int, int]]:
@@ -82,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         served, tree, work = root / "served", root / "tree", root / "work"
         config = matrix_config(PROJECT / "config.toml", root / "config.toml", publish_root=tree,
-                               arches=arches, served=served)
+                               arches=arches, served=served, toolchain=True)
         cfg = config_mod.load(config)
-        generate_tree(served, [demo_release(r) for r in cfg.releases.values()], scale=args.scale)
+        generate_tree(served, [demo_release(r) for r in cfg.releases.values()], scale=args.scale, toolchain=True)
         rows = []
         t, n = doit(config, work, "nightly")
         rows.append(("first nightly (cold, every snapshot release)", t, n, None))
@@ -92,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         t, n = doit(config, work, "nightly")
         rows.append(("no-op nightly (nothing changed upstream)", t, n, rewritten(before, snapshot(work, tree))))
 
-        r = cfg.release(CHANGED)
+        r = resolve(cfg, Workspace(work)).release(CHANGED)
         src = read_json(work / f"state/{CHANGED}/src.json")
-        advance_branch(served / "src.git", r.branch, {"sys/conf/newvers.sh": b"bench\n"},
+        advance_branch(served / "src.git", r.branch, {"sys/kern/kern_fork.c": b"bench\n"},
                        time=src["time"] + 86400, message="sys: an unrelated change")
         bump_package(served, arch=arches[0], abi_major=r.abi_major, repo=r.repo, name="FreeBSD-runtime",
                      version="15.0p1", change=b"\n# changed\n")

@@ -8,14 +8,31 @@ kept, since equal names mean equal bytes (content addressing).
 
 Determinism rules (same tar in, same blob out, on any host):
 
-- Compressor input is re-cut into fixed 1 MiB chunks, so the output does not
-  depend on how callers happen to split their writes.
+- Compressor input is re-cut into fixed blocks (1 MiB, or gzip_block_size
+  for gzip in blocks), so the output does not depend on how callers happen
+  to split their writes.
 - gzip: raw deflate with a pinned level, window (15) and memLevel (8); the
   header is written here: no file name, MTIME 0, XFL from the level by
   zlib's own rule, OS byte 255 ("unknown").  255 is what Go's compress/gzip
   (behind containers/image, buildah and moby) and Python's GzipFile write;
   3 ("Unix", zlib's and GNU gzip's choice) would describe the build host,
   and a FreeBSD image built on Linux or macOS must be the same bytes.
+- gzip in blocks (gzip_block_size > 0, the default; the scheme of pigz's
+  compress_thread(), with a layout fixed by the input alone): the tar is cut at multiples of the block size, whatever
+  the thread count; each block is deflated on its own, primed with the
+  last 32 KiB of the block before it as preset dictionary (so matches
+  still reach back across the cut, as in one stream), and ends with a
+  sync flush (an empty stored block: byte-aligned, not final) except the
+  last, which finishes the stream.  The pieces join into ONE gzip member
+  whose deflate stream any inflater reads straight through (no
+  multi-member gzip, which some readers stop after); CRC-32 and ISIZE
+  are computed over the whole tar in order.  Each block's bytes depend
+  only on its input, its dictionary and the level, so blocks are
+  compressed on every core (compress_threads) and the blob is identical
+  for 1 thread or 64, on any CPU zlib runs on.  The cost: 5 bytes per
+  block and a restart of the Huffman tables (measured: +0.01% on 1 MiB
+  blocks of ELF files).  gzip_block_size = 0 keeps the single serial
+  stream, the bytes of builds made before blocks existed.
 - zstd: single-threaded (worker threads can change the frame layout), a
   pinned level, no content-size field (the size is unknown when streaming),
   no checksum, no dictionary id.
@@ -56,14 +73,15 @@ import functools
 import hashlib
 import json
 import os
-import queue
 import struct
 import tempfile
-import threading
 import zlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import ConfigError, LayerError
 from .fsutil import TMP_PREFIX, disk_errors
@@ -81,6 +99,9 @@ GZIP_ENGINES = ("auto", "zlib", "isal")
 # 0/1 to 0/1 (ISA-L level 0 still compresses; there is no stored mode).
 ISAL_LEVELS = {0: 0, 1: 1, 2: 2, 3: 2, 4: 2, 5: 2, 6: 3, 7: 3, 8: 3, 9: 3}
 GZIP_OS_UNKNOWN = 255
+DEFAULT_GZIP_BLOCK = 1 << 20        # gzip_block_size's default
+GZIP_BLOCK_RANGE = (64 << 10, 64 << 20)
+DEFLATE_WINDOW = 32 << 10           # what a block's dictionary holds of the block before it
 
 
 @dataclass(frozen=True)
@@ -92,63 +113,135 @@ class Blob:
     size: int
     media_type: str
 
-    def descriptor(self) -> dict:
+    def descriptor(self) -> dict[str, Any]:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
 class _Codec(Protocol):
-    def compress(self, data: bytes, /) -> bytes: ...
-    def flush(self) -> bytes: ...
+    """Input cut into blocks of block_size (the last may be shorter, even empty), in order.
+
+    block() is called on the writing thread, in input order, and returns the
+    job that compresses that block; jobs of an *independent* codec may run
+    concurrently, the others run one after another on one worker.
+    """
+
+    block_size: int
+    independent: bool
+
+    def header(self) -> bytes: ...
+    def block(self, data: bytes, last: bool) -> Callable[[], bytes]: ...
+    def trailer(self) -> bytes: ...
 
 
 class _Passthrough:
-    def compress(self, data: bytes) -> bytes:
-        return data
+    block_size = CHUNK
+    independent = True
 
-    def flush(self) -> bytes:
+    def header(self) -> bytes:
+        return b""
+
+    def block(self, data: bytes, last: bool) -> Callable[[], bytes]:
+        return lambda: data
+
+    def trailer(self) -> bytes:
         return b""
 
 
-class _Gzip:
-    """RFC 1952 member around a raw deflate stream from zlib or ISA-L."""
+def _deflater(level: int, engine: str, zdict: bytes = b"") -> Any:
+    """A raw deflate compressor of *engine* at the configured (zlib) level, primed with *zdict*."""
+    if engine == "isal":
+        from isal import isal_zlib
+        if zdict:
+            return isal_zlib.compressobj(ISAL_LEVELS[level], isal_zlib.DEFLATED, -15, zdict=zdict)
+        return isal_zlib.compressobj(ISAL_LEVELS[level], isal_zlib.DEFLATED, -15)
+    if zdict:
+        return zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zdict=zdict)
+    return zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
 
-    def __init__(self, level: int, engine: str) -> None:
-        if engine == "isal":
-            from isal import isal_zlib
-            self._deflate = isal_zlib.compressobj(ISAL_LEVELS[level], isal_zlib.DEFLATED, -15)
-        else:
-            self._deflate = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
+
+class _GzipMember:
+    """RFC 1952 framing: the fixed header, CRC-32 and ISIZE of the input seen by count()."""
+
+    def __init__(self, level: int) -> None:
         # zlib's gzip wrapper: XFL 2 = best, 4 = fastest; derived from the
-        # configured level so both engines write the same header
+        # configured level so every engine and layout writes the same header
         xfl = 2 if level == 9 else 4 if level < 2 else 0
         self._header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl, GZIP_OS_UNKNOWN])
         self._crc = 0
         self._length = 0
 
-    def compress(self, data: bytes) -> bytes:
+    def header(self) -> bytes:
+        return self._header
+
+    def count(self, data: bytes) -> None:
         self._crc = zlib.crc32(data, self._crc)
         self._length += len(data)
-        out = self._header + self._deflate.compress(data)
-        self._header = b""
-        return out
 
-    def flush(self) -> bytes:
-        tail = self._deflate.flush()
-        return self._header + tail + struct.pack("<II", self._crc, self._length & 0xFFFFFFFF)
+    def trailer(self) -> bytes:
+        return struct.pack("<II", self._crc, self._length & 0xFFFFFFFF)
+
+
+class _Gzip(_GzipMember):
+    """One deflate stream from zlib or ISA-L, compressed in order on one thread."""
+
+    block_size = CHUNK
+    independent = False
+
+    def __init__(self, level: int, engine: str) -> None:
+        super().__init__(level)
+        self._deflate = _deflater(level, engine)
+
+    def block(self, data: bytes, last: bool) -> Callable[[], bytes]:
+        def run() -> bytes:
+            self.count(data)
+            out: bytes = self._deflate.compress(data)
+            return out + self._deflate.flush() if last else out
+        return run
+
+
+class _BlockGzip(_GzipMember):
+    """Fixed-size blocks deflated independently, primed with the previous block's tail (see above)."""
+
+    independent = True
+
+    def __init__(self, level: int, engine: str, block_size: int) -> None:
+        super().__init__(level)
+        self.block_size, self._level, self._engine = block_size, level, engine
+        self._tail = b""
+
+    def block(self, data: bytes, last: bool) -> Callable[[], bytes]:
+        self.count(data)
+        zdict, self._tail = self._tail, data[-DEFLATE_WINDOW:]
+        return functools.partial(_deflate_block, self._level, self._engine, zdict, data, last)
+
+
+def _deflate_block(level: int, engine: str, zdict: bytes, data: bytes, last: bool) -> bytes:
+    d = _deflater(level, engine, zdict)
+    out: bytes = d.compress(data) + d.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return out
 
 
 class _Zstd:
+    block_size = CHUNK
+    independent = False
+
     def __init__(self, level: int) -> None:
         import zstandard
         cctx = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=False,
                                         write_content_size=False, write_dict_id=False)
         self._obj = cctx.compressobj()
 
-    def compress(self, data: bytes) -> bytes:
-        return self._obj.compress(data)
+    def header(self) -> bytes:
+        return b""
 
-    def flush(self) -> bytes:
-        return self._obj.flush()
+    def block(self, data: bytes, last: bool) -> Callable[[], bytes]:
+        def run() -> bytes:
+            out = self._obj.compress(data)
+            return out + self._obj.flush() if last else out
+        return run
+
+    def trailer(self) -> bytes:
+        return b""
 
 
 def _resolve_engine(gzip_engine: str) -> str:
@@ -158,11 +251,15 @@ def _resolve_engine(gzip_engine: str) -> str:
     return "zlib" if gzip_engine == "auto" else gzip_engine
 
 
-def _check_levels(media: str, gzip_level: int, zstd_level: int) -> None:
+def _check_levels(media: str, gzip_level: int, zstd_level: int, gzip_block_size: int = 0) -> None:
     if media not in MEDIA_TYPES:
         raise ConfigError([f"layer media {media!r} unknown (choose one of {', '.join(MEDIA_TYPES)})"])
     if media == "tar+gzip" and not 0 <= gzip_level <= 9:
         raise ConfigError([f"gzip_level: {gzip_level} outside 0..9"])
+    if media == "tar+gzip" and gzip_block_size and \
+            not GZIP_BLOCK_RANGE[0] <= gzip_block_size <= GZIP_BLOCK_RANGE[1]:
+        raise ConfigError([f"gzip_block_size: {gzip_block_size} is neither 0 nor between "
+                           f"{GZIP_BLOCK_RANGE[0]} and {GZIP_BLOCK_RANGE[1]}"])
     if media == "tar+zstd" and not 1 <= zstd_level <= 22:
         raise ConfigError([f"zstd_level: {zstd_level} outside 1..22"])
 
@@ -178,33 +275,45 @@ def _probe_sample() -> bytes:
     return bytes(out)
 
 
-def _make_codec(media: str, gzip_level: int, zstd_level: int, engine: str) -> "_Codec":
+def _make_codec(media: str, gzip_level: int, zstd_level: int, engine: str, gzip_block_size: int) -> _Codec:
     if media == "tar+gzip":
-        return _Gzip(gzip_level, engine)
+        return _BlockGzip(gzip_level, engine, gzip_block_size) if gzip_block_size else _Gzip(gzip_level, engine)
     if media == "tar+zstd":
         return _Zstd(zstd_level)
     return _Passthrough()
 
 
-@functools.lru_cache(maxsize=None)
-def _identity(media: str, gzip_level: int, zstd_level: int, gzip_engine: str) -> str:
+def _run_codec(codec: _Codec, data: bytes) -> bytes:
+    """*data* through *codec* on this thread (the blocks cut as BlobWriter cuts them)."""
+    size = codec.block_size
+    cuts = list(range(0, max(len(data) - 1, 0) // size * size, size)) if data else []
+    out = [codec.header()] + [codec.block(data[i:i + size], False)() for i in cuts]
+    tail = len(cuts) * size
+    return b"".join(out + [codec.block(data[tail:], True)(), codec.trailer()])
+
+
+@functools.cache
+def _identity(media: str, gzip_level: int, zstd_level: int, gzip_engine: str, gzip_block_size: int) -> str:
     return json.dumps(_compressor_identity(media, gzip_level=gzip_level, zstd_level=zstd_level,
-                                           gzip_engine=gzip_engine))
+                                           gzip_engine=gzip_engine, gzip_block_size=gzip_block_size))
 
 
-def compressor_identity(media: str, *, gzip_level: int, zstd_level: int, gzip_engine: str = "auto") -> dict:
+def compressor_identity(media: str, *, gzip_level: int, zstd_level: int, gzip_engine: str = "auto",
+                        gzip_block_size: int = DEFAULT_GZIP_BLOCK) -> dict[str, Any]:
     """Everything that decides the compressed bytes (computed once per process)."""
-    return json.loads(_identity(media, gzip_level, zstd_level, gzip_engine))
+    ident: dict[str, Any] = json.loads(_identity(media, gzip_level, zstd_level, gzip_engine, gzip_block_size))
+    return ident
 
 
-def _compressor_identity(media: str, *, gzip_level: int, zstd_level: int,
-                         gzip_engine: str = "auto") -> dict:
+def _compressor_identity(media: str, *, gzip_level: int, zstd_level: int, gzip_engine: str,
+                         gzip_block_size: int) -> dict[str, Any]:
     """Everything that decides the compressed bytes, for task identities.
 
     Compressor versions and the probe digest make a compressor change (which
     may change blob digests) a visible input change instead of a surprise.
+    The thread count is not here: it never changes the bytes.
     """
-    _check_levels(media, gzip_level, zstd_level)
+    _check_levels(media, gzip_level, zstd_level, gzip_block_size)
     if media == "tar":
         return {"media": media}
     engine = _resolve_engine(gzip_engine)
@@ -214,15 +323,26 @@ def _compressor_identity(media: str, *, gzip_level: int, zstd_level: int,
                  "zstd": ".".join(map(str, zstandard.ZSTD_VERSION))}
     else:
         ident = {"media": media, "engine": engine, "level": gzip_level, "os": GZIP_OS_UNKNOWN}
+        if gzip_block_size:
+            ident["blocks"] = gzip_block_size
         if engine == "isal":
             import isal
             ident.update(isal=isal.__version__, isal_level=ISAL_LEVELS[gzip_level])
         else:
             ident.update(zlib=zlib.ZLIB_RUNTIME_VERSION)
-    codec = _make_codec(media, gzip_level, zstd_level, engine)
-    probe = codec.compress(_probe_sample()) + codec.flush()
+    # blocks of 64 KiB in the probe, so the dictionary and sync-flush paths run on the sample too
+    probe_blocks = min(gzip_block_size, GZIP_BLOCK_RANGE[0]) if media == "tar+gzip" else 0
+    probe = _run_codec(_make_codec(media, gzip_level, zstd_level, engine, probe_blocks), _probe_sample())
     ident["probe"] = hashlib.sha256(probe).hexdigest()[:16]
     return ident
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class BlobWriter:
@@ -230,9 +350,15 @@ class BlobWriter:
 
     Use as a context manager: leaving the block by an exception aborts (the
     temporary file is removed); otherwise call finish() inside the block.
+
+    Compression runs on worker threads (zlib, ISA-L, zstd and hashlib release
+    the GIL), so tar assembly and diff_id hashing overlap with it: one worker
+    for codecs that are one stream, *threads* for independent blocks.  Results
+    are written in input order from a window of at most two jobs per worker,
+    so memory stays at a few blocks and the bytes never depend on timing.
     """
 
-    def __init__(self, blobs_dir: Path, media: str, codec: _Codec) -> None:
+    def __init__(self, blobs_dir: Path, media: str, codec: _Codec, threads: int = 1) -> None:
         self.blobs_dir = Path(blobs_dir)
         self.media = media
         self._codec = codec
@@ -245,34 +371,16 @@ class BlobWriter:
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
         self.result: Blob | None = None
-        # Compression runs on its own thread (zlib, zstd and hashlib release the
-        # GIL), so tar assembly and diff_id hashing overlap with it; the bounded
-        # queue keeps memory at a few chunks and the order, hence the bytes, fixed.
-        self._queue: queue.Queue = queue.Queue(maxsize=4)
-        self._error: BaseException | None = None
-        self._worker = threading.Thread(target=self._compress_loop, name="blob-compressor", daemon=True)
-        self._worker.start()
+        workers = max(1, threads) if codec.independent else 1
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-compressor")
+        self._inflight: deque[Future[bytes]] = deque()
+        self._window = 2 * workers
+        self._emit(codec.header())
 
-    def _compress_loop(self) -> None:
-        while True:
-            chunk = self._queue.get()
-            if chunk is None:
-                return
-            if self._error is None:
-                try:
-                    self._emit(self._codec.compress(chunk))
-                except BaseException as e:       # handed to the writing thread
-                    self._error = e
-
-    def _submit(self, chunk: bytes | None) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(chunk)
-
-    def _stop(self) -> None:
-        if self._worker.is_alive():
-            self._queue.put(None)
-            self._worker.join()
+    def _submit(self, data: bytes, last: bool) -> None:
+        self._inflight.append(self._pool.submit(self._codec.block(data, last)))
+        while len(self._inflight) > self._window:
+            self._emit(self._inflight.popleft().result())
 
     def write(self, data: bytes) -> int:
         if self._file.closed:
@@ -283,10 +391,12 @@ class BlobWriter:
     def _write(self, data: bytes) -> int:
         self._diff.update(data)
         self._pending += data
-        if len(self._pending) >= CHUNK:
-            whole = len(self._pending) - len(self._pending) % CHUNK
-            for offset in range(0, whole, CHUNK):
-                self._submit(bytes(self._pending[offset:offset + CHUNK]))
+        size = self._codec.block_size
+        if len(self._pending) > size:
+            # whole blocks, keeping at least one byte back: the last block is only known at finish()
+            whole = (len(self._pending) - 1) // size * size
+            for offset in range(0, whole, size):
+                self._submit(bytes(self._pending[offset:offset + size]), False)
             del self._pending[:whole]
         return len(data)
 
@@ -311,13 +421,12 @@ class BlobWriter:
         return self.result
 
     def _finish(self) -> str:
-        if self._pending:
-            self._submit(bytes(self._pending))
-            self._pending.clear()
-        self._stop()
-        if self._error is not None:
-            raise self._error
-        self._emit(self._codec.flush())
+        self._submit(bytes(self._pending), True)
+        self._pending.clear()
+        while self._inflight:
+            self._emit(self._inflight.popleft().result())
+        self._emit(self._codec.trailer())
+        self._pool.shutdown()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -332,23 +441,31 @@ class BlobWriter:
 
     def abort(self) -> None:
         """Drop the partial blob (safe to call more than once)."""
-        self._stop()
+        for job in self._inflight:
+            job.cancel()
+        self._inflight.clear()
+        self._pool.shutdown(wait=True)
         if not self._file.closed:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
 
-    def __enter__(self) -> "BlobWriter":
+    def __enter__(self) -> BlobWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is not None or self.result is None:
             self.abort()
 
 
 def open_blob_writer(blobs_dir: Path, media: str, *, gzip_level: int, zstd_level: int,
-                     gzip_engine: str = "auto") -> BlobWriter:
-    """A BlobWriter for *media* ("tar", "tar+gzip" or "tar+zstd") in *blobs_dir*."""
-    _check_levels(media, gzip_level, zstd_level)
-    codec = _make_codec(media, gzip_level, zstd_level, _resolve_engine(gzip_engine))
-    return BlobWriter(blobs_dir, media, codec)
+                     gzip_engine: str = "auto", gzip_block_size: int = DEFAULT_GZIP_BLOCK,
+                     threads: int = 0) -> BlobWriter:
+    """A BlobWriter for *media* ("tar", "tar+gzip" or "tar+zstd") in *blobs_dir*.
+
+    *threads* compress gzip blocks (0: every CPU this process may use); it
+    never changes the bytes.
+    """
+    _check_levels(media, gzip_level, zstd_level, gzip_block_size)
+    codec = _make_codec(media, gzip_level, zstd_level, _resolve_engine(gzip_engine), gzip_block_size)
+    return BlobWriter(blobs_dir, media, codec, threads or available_cpus())

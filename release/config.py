@@ -31,6 +31,8 @@ class Pipeline:
     layer_compression: str
     gzip_level: int
     gzip_engine: str                # "zlib" (identical bytes on every CPU) or "isal" (faster, CPU-dependent)
+    gzip_block_size: int            # 0: one deflate stream; else independently deflated blocks (compress.py)
+    compress_threads: int           # 0: every CPU; never changes the bytes
     zstd_level: int
     xz_preset: int
     source_date_epoch: str          # "src-inputs", "src-commit", "environment" or a decimal epoch
@@ -451,7 +453,9 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
     if not wd.is_absolute():
         wd = project / wd
     pipeline = Pipeline(workdir=wd, jobs=p["jobs"], layer_compression=p["layer_compression"],
-                        gzip_level=p["gzip_level"], gzip_engine=p["gzip_engine"], zstd_level=p["zstd_level"], xz_preset=p["xz_preset"],
+                        gzip_level=p["gzip_level"], gzip_engine=p["gzip_engine"],
+                        gzip_block_size=p["gzip_block_size"], compress_threads=p["compress_threads"],
+                        zstd_level=p["zstd_level"], xz_preset=p["xz_preset"],
                         source_date_epoch=str(p["source_date_epoch"]), http_timeout=float(p["http_timeout"]),
                         http_retries=p["http_retries"], user_agent=p["user_agent"])
     s = plain["src"]

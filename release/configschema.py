@@ -53,6 +53,13 @@ def non_negative(value) -> str | None:
     return None if value >= 0 else f"must not be negative, not {value}"
 
 
+def gzip_block_size(value: int) -> str | None:
+    """0 (one stream) or 64 KiB .. 64 MiB (compress.GZIP_BLOCK_RANGE)."""
+    if value == 0 or (64 << 10) <= value <= (64 << 20):
+        return None
+    return f"must be 0 or between {64 << 10} and {64 << 20} bytes, not {value}"
+
+
 def in_range(lo: int, hi: int) -> Callable[[Any], str | None]:
     def check(value):
         return None if lo <= value <= hi else f"must be between {lo} and {hi}, not {value}"
@@ -117,6 +124,13 @@ SCHEMA: dict[str, list[Setting]] = {
         Setting("gzip_engine", "str", "zlib", one_of(("zlib", "isal")),
                 "zlib (identical bytes on every CPU) or isal (about 9x faster, bytes depend on the CPU)",
                 '"isal"'),
+        Setting("gzip_block_size", "int", 1 << 20, gzip_block_size,
+                "tar+gzip layers are one gzip member of blocks of this many bytes, each deflated on its "
+                "own (primed with the 32 KiB before it) so every core compresses one, with the same bytes "
+                "for any thread count; 0: one serial deflate stream (on one core)", "0"),
+        Setting("compress_threads", "int", 0, non_negative,
+                "threads compressing the blocks of a gzip layer (0: every CPU the build may use); "
+                "never changes the bytes", "2"),
         Setting("zstd_level", "int", 3, in_range(1, 19), "zstd level of tar+zstd layers", "19"),
         Setting("xz_preset", "int", 6, in_range(0, 9), "xz preset of the .txz archives (documents and "
                 "uncompressed blobs; gzip layers are stored as they are)", "9"),

@@ -7,11 +7,15 @@ it stands (the tree), so every builder writes the same bytes.  Where a tool
 changed between FreeBSD branches, *tools* (release.builtins.generations) says
 which generation the release's src carries.  The configured
 steps (release.steps) use the same helpers (the accounts step runs pwd_mkdb).
+The tools run through a release.builtincache.Builtins (*builtins*), which the
+layer stage backs with the work directory's cache (one run per distinct input).
 """
 from __future__ import annotations
 
 import posixpath
+from typing import Any
 
+from .builtincache import UNCACHED, Builtins
 from .builtins.certctl_tree import rehash_tree
 from .builtins.entries import Entry, implied_dirs
 from .builtins.scripts import ScriptAction
@@ -25,37 +29,36 @@ DB_MODE = 0o644
 
 
 def run_script_action(tree: LayerTree, step: ScriptAction, package: str, byte_order: str,
-                      tools: dict | None = None) -> None:
+                      tools: dict[str, Any] | None = None, builtins: Builtins = UNCACHED) -> None:
     owner = f"{package} {step.kind}"
     a = step.args
     tools = tools or {}
     if step.kind == "pwd_mkdb":
-        pwd_mkdb(tree, a, owner, tools)
+        pwd_mkdb(tree, a, owner, tools, builtins)
     elif step.kind == "services_mkdb":
-        from .builtins.servicesmkdb import services_mkdb
         source = _need(tree, a["source"], owner)
         put_with_parents(tree, Entry(a["database"], "file", DB_MODE,
-                                      data=services_mkdb(source, a.get("byte_order") or byte_order)), owner)
+                                      data=builtins.services_mkdb(source, a.get("byte_order") or byte_order)),
+                          owner)
     elif step.kind == "cap_mkdb":
-        from .builtins.capmkdb import cap_mkdb
         sources = [_need(tree, s, owner) for s in a["sources"]]
         put_with_parents(tree, Entry(a["database"], "file", DB_MODE,
-                                      data=cap_mkdb(b"".join(sources), a.get("byte_order") or byte_order)),
+                                      data=builtins.cap_mkdb(b"".join(sources), a.get("byte_order") or byte_order)),
                           owner)
     elif step.kind == "chmod":
         tree.chmod(a["path"], int(str(a["mode"]), 8) if isinstance(a["mode"], str) else a["mode"], owner)
     elif step.kind == "certctl_rehash":
-        rehash_tree(tree, owner, tools.get("certctl", "copy"), put_with_parents)
+        rehash_tree(tree, owner, tools.get("certctl", "copy"), put_with_parents, builtins.certctl_rehash)
     else:
         raise StepError(f"{owner}: no built-in for {step.kind}")
 
 
-def pwd_mkdb(tree: LayerTree, args: dict, owner: str, tools: dict | None = None) -> None:
+def pwd_mkdb(tree: LayerTree, args: dict[str, Any], owner: str, tools: dict[str, Any] | None = None,
+             builtins: Builtins = UNCACHED) -> None:
     """pwd_mkdb -p -d DIR SOURCE: the hashed databases and /etc/passwd, from the image's master.passwd."""
-    from .builtins.pwdmkdb import pwd_mkdb as build
     source = _need(tree, args["source"], owner)
     directory = args.get("directory") or posixpath.dirname(args["source"])
-    dbs = build(source, copy_comments=(tools or {}).get("pwd_mkdb_copies_comments", False))
+    dbs = builtins.pwd_mkdb(source, copy_comments=(tools or {}).get("pwd_mkdb_copies_comments", False))
     out = [Entry(f"{directory}/pwd.db", "file", DB_MODE, data=dbs.pwd_db),
            Entry(f"{directory}/spwd.db", "file", SPWD_MODE, data=dbs.spwd_db)]
     if args.get("v7_passwd", True):

@@ -14,20 +14,26 @@ A layer's identity is the sha256 of its plan's settings and of the records'
 content it reads (packages and their sums, the src objects, SOURCE_DATE_EPOCH,
 the digest of the view below ...).  Built layers are remembered under that
 identity, so an unchanged plan never rebuilds and a rebuild from scratch lands
-on the same bytes.
+on the same bytes.  A layer that another architecture's plan already built
+to the same bytes (same settings, src and view, packages with the same
+payload: the static flavour) is taken from there (release.layershare).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from . import layershare
 from . import steps as step_kinds
+from .builtincache import UNCACHED, Builtins
 from .builtins.entries import Entry
-from .builtins.scripts import recognise
-from .emulate import Emulation, emulation_for, install_scripts
+from .builtins.scripts import ScriptAction, recognise
+from .emulate import Emulation, PackageScript, emulation_for, install_scripts
 from .errors import InputError, StepError
 from .fsutil import disk_errors, file_digest, identity
 from .install import run_script_action
@@ -40,6 +46,9 @@ from .sources import SrcFiles
 from .steps import StepContext
 from .tree import VIEW_FORMAT, LayerTree, ParentView
 from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .pkgfile import _VerifiedStream as VerifiedStream
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +65,14 @@ class LayerInputs:
     parent_layers: tuple[LayerRecord, ...]      # the layers below (only when target code runs)
     keys: dict[str, bytes] = field(default_factory=dict)    # trust anchors to install: image path -> content
 
-    def identity_json(self) -> dict:
-        def pkgs(ps: tuple[LockedPackage, ...]) -> list[dict]:
+    def identity_json(self) -> dict[str, Any]:
+        def pkgs(ps: tuple[LockedPackage, ...]) -> list[dict[str, Any]]:
             return [{"name": p.name, "version": p.version, "sum": p.sum} for p in ps]
         return {"packages": pkgs(self.packages), "src": self.src.inputs,
                 "source_date_epoch": self.src.source_date_epoch, "parent_view": self.parent_view_digest,
                 # the database records whether each package was asked for by name (pkg's "automatic")
-                "pkgdb": [dict(x, reason=p.reason) for x, p in zip(pkgs(self.pkgdb_packages), self.pkgdb_packages)],
+                "pkgdb": [dict(x, reason=p.reason) for x, p in zip(pkgs(self.pkgdb_packages), self.pkgdb_packages,
+                                                                               strict=True)],
                 "parent_layers": [{"digest": x.digest, "media_type": x.media_type} for x in self.parent_layers],
                 "keys": {p: hashlib.sha256(data).hexdigest() for p, data in sorted(self.keys.items())}}
 
@@ -91,21 +101,27 @@ def _read_key(path: Path) -> bytes:
         raise InputError(f"{path}: cannot read a trust anchor the image must carry: {e.strerror}") from None
 
 
-def build_layer(plan: LayerPlan) -> dict:
+def build_layer(plan: LayerPlan) -> dict[str, Any]:
     """Build (or reuse) the layer; write layer.json, view.json and index.json for the stages above."""
     ws = plan.workspace
     inputs = read_inputs(plan)
     ident = identity({"plan": plan.settings(), "inputs": inputs.identity_json(), "view": VIEW_FORMAT})
     built = _reusable(ws, ident)
-    reused = built is not None
+    reused, shared = built is not None, False
     if built is None:
-        built = _assemble(plan, inputs, ident)
+        key = layershare.share_key(plan, inputs)
+        found = layershare.find_shared(ws, key, inputs.packages)
+        shared = found is not None
+        built = BuiltLayer(replace(found.layer, identity=ident), found.view, found.index) if found \
+            else _assemble(plan, inputs, ident)
         built.save(ws.built_layer(ident))
+        if not shared:
+            layershare.register(ws, key, ident, inputs.packages)
     r, a, f = plan.release, plan.arch, plan.flavour
     built.layer.save(ws.layer_json(r, a, f))
     built.view.save(ws.view_json(r, a, f))
     built.index.save(ws.package_index_json(r, a, f))
-    return {"digest": built.layer.digest, "reused": reused}
+    return {"digest": built.layer.digest, "reused": reused, "shared": shared}
 
 
 def _reusable(ws: Workspace, ident: str) -> BuiltLayer | None:
@@ -119,10 +135,10 @@ def _reusable(ws: Workspace, ident: str) -> BuiltLayer | None:
     return built if ws.blob(built.layer.digest).is_file() else None
 
 
-def _context(plan: LayerPlan, inputs: LayerInputs) -> StepContext:
+def _context(plan: LayerPlan, inputs: LayerInputs, builtins: Builtins) -> StepContext:
     files = SrcFiles(plan.src, inputs.src)
     return StepContext(read_src=files.read, read_src_dir=files.read_dir, byte_order=plan.byte_order,
-                       repository=plan.repository, tools=plan.tools, keys=dict(inputs.keys))
+                       repository=plan.repository, tools=plan.tools, keys=dict(inputs.keys), builtins=builtins)
 
 
 def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
@@ -131,13 +147,15 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
     ws.tmp().mkdir(parents=True, exist_ok=True)
     with disk_errors(f"{ws.tmp()} (the layer's spool)"), tempfile.TemporaryFile(dir=ws.tmp()) as spool:
         tree = LayerTree(inputs.parent_view, spool)
-        ctx = _context(plan, inputs)
+        builtins = Builtins(ws.builtin_cache())
+        ctx = _context(plan, inputs, builtins)
         emulation = emulation_for(plan.arch, sde, inputs.parent_layers, ws.tmp(), ws.blobs()) \
             if plan.executor is not None else None
         step_kinds.apply_phase(tree, plan.steps, step_kinds.BEFORE_PACKAGES, ctx)
         metas, script_log = install_packages(ws, tree, inputs.packages, scripts=plan.scripts,
                                              ignore_scripts=plan.ignore_scripts, byte_order=plan.byte_order,
-                                             sde=sde, emulation=emulation, tools=plan.tools)
+                                             sde=sde, emulation=emulation, tools=plan.tools,
+                                             builtins=builtins)
         step_kinds.apply_phase(tree, plan.steps, step_kinds.AFTER_PACKAGES, ctx)
         commands = [s for s in plan.steps if step_kinds.kind_of(s).phase == step_kinds.EXECUTOR]
         if commands and emulation is not None:     # the plan has an executor whenever there are commands
@@ -146,7 +164,8 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
             write_pkgdb_entry(ws, tree, list(inputs.pkgdb_packages), schema=plan.pkgdb.schema, time=sde,
                               repository=plan.pkgdb.repository, metas=metas)
         tree.check_structure()
-        blob = write_layer_blob(ws.blobs(), tree, compression=plan.compression, sde=sde)
+        blob = write_layer_blob(ws.blobs(), tree, compression=plan.compression, sde=sde,
+                                threads=plan.compress_threads)
         view, index = tree.child_view(), tree.package_index()
     layer = LayerRecord(identity=ident, **blob, created_by=_created_by(plan, inputs, script_log),
                         comment=plan.description, packages=[p.name for p in inputs.packages], scripts=script_log)
@@ -156,7 +175,8 @@ def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
 def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPackage, ...] | list[LockedPackage],
                      *, scripts: str, ignore_scripts: tuple[str, ...], byte_order: str, sde: int,
                      emulation: Emulation | None = None,
-                     tools: dict | None = None) -> tuple[dict[str, dict], list[str]]:
+                     tools: dict[str, Any] | None = None,
+                     builtins: Builtins = UNCACHED) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Stream every package of the layer into the tree; run their install scripts' built-ins.
 
     Returns each package's remembered metadata (by sum) and the script log.
@@ -167,9 +187,9 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
     scripts of pkgbase packages do not read each other's files).
     """
     ignorable = set(ignore_scripts)
-    metas: dict[str, dict] = {}
-    post: list[tuple[str, list]] = []
-    emulated_post: list = []
+    metas: dict[str, dict[str, Any]] = {}
+    post: list[tuple[str, list[ScriptAction]]] = []
+    emulated_post: list[PackageScript] = []
     log_lines: list[str] = []
     for pkg in install_order(ws, packages):
         with open_package(cached_package(ws, pkg), pkg.label) as reader:
@@ -183,28 +203,38 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
             for phase, found in found_steps:
                 if phase != "post-install":
                     for s in found:
-                        run_script_action(tree, s, pkg.name, byte_order, tools)
+                        run_script_action(tree, s, pkg.name, byte_order, tools, builtins)
             config: dict[str, str] = {}
+            payload = layershare.for_reader(reader)
             for entry, stream in reader.entries():
                 e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
                           target=entry.target, mtime=min(entry.mtime, sde))
-                if entry.kind == "file":
-                    tree.add_stream(e, pkg.name, stream)
+                if stream is not None:
+                    tree.add_stream(e, pkg.name, cast(BinaryIO, stream), _verified_sha256(stream))
+                    payload.add(entry, tree.items[e.path].sha256)
                     if entry.config:
                         config[entry.path] = config_text(tree.read(entry.path) or b"")
                 else:
                     tree.add_package_entry(e, pkg.name)
+                    payload.add(entry, "")
             metas[pkg.sum] = remember(ws, pkg, reader.manifest, config)
+            layershare.remember_payload(ws, pkg, payload.hexdigest())
         post += [(pkg.name, found) for phase, found in found_steps if phase == "post-install"]
     for package, found in post:
         for s in found:
-            run_script_action(tree, s, package, byte_order, tools)
+            run_script_action(tree, s, package, byte_order, tools, builtins)
     if emulation is not None:
         emulation.run_scripts(tree, emulated_post)
     return metas, log_lines
 
 
-def _emulated(pkg: LockedPackage, prefix: str, scripts: dict, when: str, ignorable: set, log_lines: list) -> list:
+def _verified_sha256(stream: VerifiedStream) -> Callable[[], str] | None:
+    """The stream's own sha256 (it verifies one) instead of hashing the bytes a second time."""
+    return (lambda: stream.sha256 or "") if stream.kind == "sha256" else None
+
+
+def _emulated(pkg: LockedPackage, prefix: str, scripts: dict[str, str], when: str, ignorable: set[str],
+              log_lines: list[str]) -> list[PackageScript]:
     """The package's scripts to run under the executor (those listed in ignore_scripts skipped)."""
     out = []
     for s in install_scripts(pkg.name, pkg.version, prefix, scripts, when):
@@ -216,8 +246,8 @@ def _emulated(pkg: LockedPackage, prefix: str, scripts: dict, when: str, ignorab
     return out
 
 
-def _script_actions(policy: str, byte_order: str, package: str, scripts: dict, ignorable: set,
-                    log_lines: list) -> list:
+def _script_actions(policy: str, byte_order: str, package: str, scripts: dict[str, str], ignorable: set[str],
+                    log_lines: list[str]) -> list[tuple[str, list[ScriptAction]]]:
     out = []
     for phase in ("pre-install", "install", "post-install"):
         text = scripts.get(phase)

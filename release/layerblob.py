@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
+from typing import Any
 
 from .accounts import lookup, name_to_id
 from .builtins.entries import Entry
@@ -18,15 +19,21 @@ from .tarstream import TarEntry, TarStream
 from .tree import Item, LayerTree, entries_sorted
 
 
-def write_layer_blob(blobs: Path, tree: LayerTree, *, compression: dict, sde: int) -> dict:
-    """Write the tree as a layer blob into *blobs*; returns digest, diff_id, size and media type."""
+def write_layer_blob(blobs: Path, tree: LayerTree, *, compression: dict[str, Any], sde: int,
+                     threads: int = 0) -> dict[str, Any]:
+    """Write the tree as a layer blob into *blobs*; returns digest, diff_id, size and media type.
+
+    *compression* is the compressor's identity (compress.compressor_identity);
+    *threads* compress gzip blocks (0: every CPU), which never changes the bytes.
+    """
     users, groups = name_to_id(tree.read("/etc/master.passwd"), tree.read("/etc/group"))
     entries = _with_parents_and_whiteouts(tree, sde)
     canonical = _hardlink_sources(tree)
     media = compression["media"]
     writer = open_blob_writer(blobs, media, gzip_level=compression["level"] if media == "tar+gzip" else 6,
                               zstd_level=compression["level"] if media == "tar+zstd" else 3,
-                              gzip_engine=compression.get("engine", "zlib"))
+                              gzip_engine=compression.get("engine", "zlib"),
+                              gzip_block_size=compression.get("blocks", 0), threads=threads)
     try:
         tar = TarStream(writer)
         for path in entries_sorted(entries):
@@ -41,7 +48,8 @@ def write_layer_blob(blobs: Path, tree: LayerTree, *, compression: dict, sde: in
                     kind, link = "file", ""
             where = f"{item.owner}: {path}"
             uid, gid = lookup(users, e.uname, "user", where), lookup(groups, e.gname, "group", where)
-            data_item = tree.items.get(e.target) if (e.kind == "hardlink" and kind == "file") else item
+            # a hardlink carrying its group's data reads the file it links to (_hardlink_sources checked it is one)
+            data_item = tree.items[e.target] if (e.kind == "hardlink" and kind == "file") else item
             size = data_item.size if kind == "file" else 0
             te = TarEntry(name=path.lstrip("/"), kind=kind, mode=e.mode, uid=uid, gid=gid, uname=e.uname,
                           gname=e.gname, mtime=sde if e.mtime is None else e.mtime, size=size,

@@ -183,6 +183,16 @@ class _VerifiedStream:
         self.actual: str | None = None
         self._check_at_end()
 
+    @property
+    def kind(self) -> str:
+        """The manifest sum's algorithm: "sha256" or "blake2b"."""
+        return self._kind
+
+    @property
+    def sha256(self) -> str | None:
+        """The verified sha256 hex of the contents once read, when the manifest's sum is a sha256."""
+        return self.actual if self._kind == "sha256" else None
+
     def readable(self) -> bool:
         return True
 

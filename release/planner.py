@@ -132,7 +132,7 @@ def compression(cfg: Config) -> dict[str, Any]:
     """The layer compressor's identity: media type, level, engine and the compressor's version."""
     p = cfg.pipeline
     return compressor_identity(p.layer_compression, gzip_level=p.gzip_level, zstd_level=p.zstd_level,
-                               gzip_engine=p.gzip_engine)
+                               gzip_engine=p.gzip_engine, gzip_block_size=p.gzip_block_size)
 
 
 def repository_settings(m: Matrix, release: str) -> RepoSettings:
@@ -170,7 +170,8 @@ def layer_plan(m: Matrix, release: str, arch: str, flavour: str) -> LayerPlan:
     return LayerPlan(
         workspace(cfg), release=release, arch=arch, flavour=flavour, parent=f.parent, lower=tuple(chain[:-1]),
         byte_order=cfg.architectures[arch].byte_order, steps=f.steps, scripts=f.scripts,
-        ignore_scripts=f.ignore_scripts, compression=compression(cfg), description=f.description,
+        ignore_scripts=f.ignore_scripts, compression=compression(cfg),
+        compress_threads=cfg.pipeline.compress_threads, description=f.description,
         tools=tool_generations(r.abi_major, r.branch),
         pkgdb=PkgDatabase(schema=r.pkgdb_schema, flavours=tuple(chain),
                           repository=repository_name([s for c in m.chain(release, flavour) for s in c.steps]))

@@ -245,6 +245,7 @@ class LayerPlan(Plan):
     scripts: str = "builtin"
     ignore_scripts: tuple[str, ...] = ()
     compression: dict[str, Any] = field(default_factory=dict)   # compress.compressor_identity: media, level, engine...
+    compress_threads: int = how(default=0)              # 0: every CPU; the bytes are the same for any count
     description: str = ""
     pkgdb: PkgDatabase | None = None
     tools: dict[str, Any] = field(default_factory=dict)   # the release's tool generations (builtins.generations)

@@ -29,7 +29,7 @@ import io
 import posixpath
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 from .builtins.entries import Entry
 from .errors import LayerError
@@ -112,16 +112,23 @@ class LayerTree:
         self._spool = spool
 
     # -- adding -------------------------------------------------------------
-    def add_stream(self, entry: Entry, owner: str, stream: BinaryIO) -> None:
-        """A package file: its bytes go to the spool once, hashed on the way."""
+    def add_stream(self, entry: Entry, owner: str, stream: BinaryIO,
+                   sha256: Callable[[], str] | None = None) -> None:
+        """A package file: its bytes go to the spool once, hashed on the way.
+
+        *sha256*, when the stream computes that digest itself (a package
+        verifying a sha256 sum), gives it once the stream is read.
+        """
         offset = self._spool.seek(0, io.SEEK_END)
-        h = hashlib.sha256()
+        h = hashlib.sha256() if sha256 is None else None
         size = 0
         while chunk := stream.read(CHUNK):
-            h.update(chunk)
+            if h is not None:
+                h.update(chunk)
             self._spool.write(chunk)
             size += len(chunk)
-        self._claim(Item(entry, owner, True, spool=(offset, size), sha256=h.hexdigest()))
+        digest = h.hexdigest() if h is not None else sha256()    # type: ignore[misc]
+        self._claim(Item(entry, owner, True, spool=(offset, size), sha256=digest))
 
     def add_package_entry(self, entry: Entry, owner: str) -> None:
         """A package directory, symlink or hardlink."""

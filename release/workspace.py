@@ -14,10 +14,13 @@ verification) agree on paths:
     <work>/locks/<release>/<arch>.json          the lock
     <work>/cache/packages/{sha256,blake2b}/     content-addressed package cache
     <work>/cache/meta/<sum>.json                package manifests and tar metadata (for pkgdb)
+    <work>/cache/meta/<sum>.payload             what installing the package puts in a layer (release.layershare)
     <work>/cache/xz/                            xz segments of large blobs (archives)
+    <work>/cache/builtins/                      outputs of pwd_mkdb, services_mkdb ... by input digest
     <work>/build/<release>/<arch>/<flavour>/    packages.json, layer.json, view.json, index.json, image.json
     <work>/build/<release>/index-<flavour>.json the multi-arch index record
     <work>/layers/<identity>.json               built layers by plan identity (reuse)
+    <work>/layers/shared/<key>/<identity>.json  built layers other architectures may take (release.layershare)
     <work>/blobs/sha256/                        content-addressed OCI blobs
     <work>/out/<release>/<arch>/                archives, SBOMs, CHECKSUM files
     <work>/out/<release>/oci/<flavour>/         OCI image layouts (all architectures)
@@ -94,8 +97,15 @@ class Workspace:
     def package_meta(self, stem: str) -> Path:
         return self.root / "cache" / "meta" / f"{stem}.json"
 
+    def package_payload(self, stem: str) -> Path:
+        return self.root / "cache" / "meta" / f"{stem}.payload"
+
     def xz_cache(self) -> Path:
         return self.root / "cache" / "xz"
+
+    def builtin_cache(self) -> Path:
+        """release.builtincache's store: the install-time tools' outputs by input digest."""
+        return self.root / "cache" / "builtins"
 
     def tmp(self) -> Path:
         return self.root / "tmp"
@@ -126,6 +136,10 @@ class Workspace:
     def built_layer(self, identity: str) -> Path:
         """A built layer's record, named by its plan identity."""
         return self.root / "layers" / f"{identity}.json"
+
+    def shared_layers(self, key: str) -> Path:
+        """Built layers whose share key is *key* (release.layershare), one file per identity."""
+        return self.root / "layers" / "shared" / key
 
     def blobs(self) -> Path:
         return self.root / "blobs" / "sha256"

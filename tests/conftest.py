@@ -45,6 +45,17 @@ def need_tool(name: str, package: str) -> str:
     return path
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, module, name: str) -> list:
+    """Replace *module*.*name* by a wrapper that records each call's arguments and calls the original."""
+    real, calls = getattr(module, name), []
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
 def need_file(path: str | os.PathLike, package: str) -> Path:
     path = Path(path)
     if not path.exists():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,6 +73,14 @@ def validate(test_data: Path) -> Callable[[dict, str], None]:
 
 # --- small real images for layout/archive tests ---------------------------------------
 
+def sample_layer(size: int, seed: int) -> bytes:
+    """*size* deterministic bytes that compress like a layer: text-like runs, then binary noise."""
+    rng = random.Random(seed)
+    words = [bytes(rng.choices(range(97, 123), k=rng.randint(2, 9))) for _ in range(500)]
+    text = b" ".join(rng.choice(words) for _ in range(size // 10))
+    return (text + rng.randbytes(size))[:size]
+
+
 EPOCH = 1732838400  # 2024-11-29T00:00:00Z
 
 
@@ -84,9 +93,12 @@ def dir_entry(name: str, mode: int = 0o755) -> TarEntry:
 
 
 def write_layer(blobs_dir: Path, members: list[tuple[TarEntry, bytes | None]],
-                media: str = "tar+gzip") -> Blob:
-    """A layer blob from (entry, data) pairs, through the real tar and blob writers."""
-    with open_blob_writer(blobs_dir, media, gzip_level=6, zstd_level=3) as writer:
+                media: str = "tar+gzip", **writer_options) -> Blob:
+    """A layer blob from (entry, data) pairs, through the real tar and blob writers.
+
+    *writer_options* go to open_blob_writer (gzip_block_size, threads ...).
+    """
+    with open_blob_writer(blobs_dir, media, gzip_level=6, zstd_level=3, **writer_options) as writer:
         tar = TarStream(writer)
         for entry, data in members:
             tar.add(entry, data)

@@ -148,6 +148,8 @@ MUTATIONS: dict[str, Mutation] = {
     "pipeline.layer_compression": lambda d, r, w: d["pipeline"].update(layer_compression="tar+zstd"),
     "pipeline.gzip_level": lambda d, r, w: d["pipeline"].update(gzip_level=1),
     "pipeline.gzip_engine": lambda d, r, w: d["pipeline"].update(gzip_engine="isal"),
+    "pipeline.gzip_block_size": lambda d, r, w: d["pipeline"].update(gzip_block_size=0),
+    "pipeline.compress_threads": lambda d, r, w: d["pipeline"].update(compress_threads=1),
     "pipeline.zstd_level": lambda d, r, w: d["pipeline"].update(zstd_level=9),
     "pipeline.xz_preset": lambda d, r, w: d["pipeline"].update(xz_preset=1),
     "pipeline.source_date_epoch": lambda d, r, w: d["pipeline"].update(source_date_epoch=1700000000),
@@ -241,7 +243,8 @@ MUTATIONS: dict[str, Mutation] = {
 # run steps need an image whose programs run here: test_run_step_options_drift covers them
 RUN_OPTIONS = {"steps.run.command", "steps.run.timeout"}
 NO_BUILD_EFFECT = {
-    "pipeline.jobs", "pipeline.zstd_level", "pipeline.http_timeout", "pipeline.http_retries", "pipeline.user_agent",
+    "pipeline.jobs", "pipeline.compress_threads", "pipeline.zstd_level", "pipeline.http_timeout",
+    "pipeline.http_retries", "pipeline.user_agent",
     "src.mirror", "pkgbase.pubkey", "publish.root", "publish.keep", "push.release_tags", "push.snapshot_tags",
     "push.sbom", "signing.key", "signing.public_key", "signing.openpgp_key", "signing.gnupg_home",
     "signing.openpgp_public_key", "signing.lookaside_url", "registries.*.url", "registries.*.namespace",

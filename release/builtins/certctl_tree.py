@@ -38,16 +38,17 @@ from .certctl import CERT_MODE, DIR_MODE, SHARE_CERTS, SSL_DIR
 from .entries import Entry
 
 Put = Callable[[object, Entry, str], None]     # install._put_with_parents(tree, entry, owner)
+Rehash = Callable[..., list[Entry]]             # certctl.rehash, or a cache in front of it (release.builtincache)
 
 
-def rehash_tree(tree, owner: str, style: str, put: Put) -> None:
+def rehash_tree(tree, owner: str, style: str, put: Put, rehash: Rehash = certctl.rehash) -> None:
     """Apply `certctl rehash` of generation *style* to the layer *tree*."""
     if style == "symlink":
-        _symlinks(tree, owner, put)
+        _symlinks(tree, owner, put, rehash)
     elif style == "link":
-        _hard_links(tree, owner, put)
+        _hard_links(tree, owner, put, rehash)
     else:
-        _rewrite(tree, owner, put, sticky=style == "copy-sticky")
+        _rewrite(tree, owner, put, rehash, sticky=style == "copy-sticky")
 
 
 def _in(directory: str, path: str) -> bool:
@@ -71,7 +72,7 @@ def _ensure_dir(tree, owner: str, path: str, put: Put) -> None:
         put(tree, Entry(path, "dir", DIR_MODE), owner)
 
 
-def _symlinks(tree, owner: str, put: Put) -> None:
+def _symlinks(tree, owner: str, put: Put, rehash: Rehash) -> None:
     """13.x: old symlinks go, regular files stay, new links take the first free suffix."""
     layout = "blacklisted" if tree.listdir(f"{SHARE_CERTS}/blacklisted") else "untrusted"
     trusted = tree.listdir(f"{SHARE_CERTS}/trusted")
@@ -79,7 +80,7 @@ def _symlinks(tree, owner: str, put: Put) -> None:
     directories = (f"{SSL_DIR}/certs", f"{SSL_DIR}/{layout}")
     _remove_installed(tree, owner, directories, ("symlink",))
     taken: dict[str, set[str]] = {d: set(tree.listdir(d)) for d in directories}
-    for e in certctl.rehash(trusted, untrusted, layout=layout, style="symlink", install_sources=True):
+    for e in rehash(trusted, untrusted, layout=layout, style="symlink", install_sources=True):
         if e.path.startswith(SHARE_CERTS):
             continue            # the certificates themselves are the packages' own files
         if e.kind == "dir":
@@ -94,12 +95,12 @@ def _symlinks(tree, owner: str, put: Put) -> None:
         put(tree, replace(e, path=f"{directory}/{stem}.{number}"), owner)
 
 
-def _hard_links(tree, owner: str, put: Put) -> None:
+def _hard_links(tree, owner: str, put: Put, rehash: Rehash) -> None:
     """14.x: everything installed goes; each certificate of /usr/share/certs comes back once."""
     _remove_installed(tree, owner, (f"{SSL_DIR}/certs", f"{SSL_DIR}/untrusted"), ("file", "symlink", "hardlink"))
     sources = {f"{SHARE_CERTS}/{sub}": tree.listdir(f"{SHARE_CERTS}/{sub}") for sub in ("trusted", "untrusted")}
-    for e in certctl.rehash(sources[f"{SHARE_CERTS}/trusted"], sources[f"{SHARE_CERTS}/untrusted"],
-                            style="link", install_sources=True):
+    for e in rehash(sources[f"{SHARE_CERTS}/trusted"], sources[f"{SHARE_CERTS}/untrusted"],
+                    style="link", install_sources=True):
         if e.path.startswith(SHARE_CERTS):
             continue
         if e.kind == "dir":
@@ -133,7 +134,7 @@ def _readable(files: dict[str, bytes]) -> dict[str, bytes]:
     return {n: d for n, d in files.items() if certctl.has_certificate(d)}
 
 
-def _rewrite(tree, owner: str, put: Put, *, sticky: bool) -> None:
+def _rewrite(tree, owner: str, put: Put, rehash: Rehash, *, sticky: bool) -> None:
     """15.x: the shipped (and, *sticky*, installed) certificates, written once each, and the bundle."""
     # file names only matter for error messages; prefixes keep the sources apart
     untrusted = {f"u-{n}": d for n, d in _readable(tree.listdir(f"{SHARE_CERTS}/untrusted")).items()}
@@ -143,7 +144,7 @@ def _rewrite(tree, owner: str, put: Put, *, sticky: bool) -> None:
             untrusted.update({f"{prefix}-{n}": d for n, d in _readable(_installed(tree, directory)).items()})
         trusted.update({f"it-{n}": d for n, d in _readable(_installed(tree, f"{SSL_DIR}/certs")).items()})
     _remove_installed(tree, owner, (f"{SSL_DIR}/certs", f"{SSL_DIR}/untrusted"), ("file", "symlink", "hardlink"))
-    for e in certctl.rehash(trusted, untrusted, style="copy", install_sources=False):
+    for e in rehash(trusted, untrusted, style="copy", install_sources=False):
         if e.kind == "dir":
             _ensure_dir(tree, owner, e.path, put)
         else:

@@ -21,9 +21,10 @@ regeneration with unchanged inputs keeps them.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -31,10 +32,10 @@ from typing import Any
 
 from ..errors import InputError
 from ..fsutil import atomic_directory, atomic_write, canonical_json, identity, remove_partials
-from .pkgwriter import PackageInfo, write_package
 from ..pkgmanifest import MANIFEST_KEY_ORDER
+from . import content, toolchain
+from .pkgwriter import PackageInfo, write_package
 from .repowriter import fingerprint_file, public_key_pem, write_repository
-from . import content
 from .srcrepo import make_src_repo
 
 DEFAULT_REPOS: Mapping[str, str] = MappingProxyType({"base_release_2": content.DEFAULT_VERSION})
@@ -44,7 +45,7 @@ PKG_LEVEL = 19                      # pkg(8)'s zstd level for packages
 KEY_NAME = "demo.example.org"       # trust-store file name of the demo key
 STAMP = ".demo-inputs.json"
 _KEY = content.DATA / "keys" / "demo-signing.key"
-_SOURCES = (Path(content.__file__), Path(__file__))
+_SOURCES = (Path(content.__file__), Path(toolchain.__file__), Path(__file__))
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,14 @@ def _ensure_src(path: Path, branches: Sequence[str], time: int, data_id: str) ->
 
 # --- pkgbase repositories ----------------------------------------------------
 
+def _builders(params: Mapping[str, Any]) -> dict[str, Callable[[content.Build], content.DemoPackage]]:
+    """The packages a repository carries, by name: the demo's as its major names them, plus the
+    notoolchain and toolchain families' when asked (release/demo/toolchain.py)."""
+    out: dict[str, Callable[[content.Build], content.DemoPackage]] = {
+        name: functools.partial(content.build_package, name) for name in content.package_names(params["abi_major"])}
+    return {**out, **(toolchain.BUILDERS if params.get("toolchain") else {})}
+
+
 def _catalogue_row(info: PackageInfo, filename: str, pkg_sum: str) -> dict[str, Any]:
     """A catalogue entry: the compact manifest plus what the repository adds, in pkg's key order."""
     row = dict(info.compact, sum=pkg_sum, path=filename, repopath=filename, pkgsize=info.size)
@@ -159,9 +168,10 @@ def _write_repository(path: Path, params: dict[str, Any], bumps: dict[str, dict[
                           params["time"], params["scale"])
     new = params["arch"] == "amd64"
     entries = []
+    builders = _builders(params)
     with atomic_directory(path) as tmp:
-        for name in content.package_names(params["abi_major"]):
-            pkg = content.build_package(name, build)
+        for name in sorted(builders):
+            pkg = builders[name](build)
             if name in bumps:
                 pkg = content.with_change(pkg, bumps[name]["version"], bytes.fromhex(bumps[name]["change"]))
             filename = f"{name}-{pkg.manifest['version']}.pkg"
@@ -213,7 +223,7 @@ def _check(arches: Sequence[str], repos: Mapping[str, str], branches: Sequence[s
 def generate_demo(root: Path, *, arches: Sequence[str] = ("amd64", "aarch64"), abi_major: int = 14,
                   repos: Mapping[str, str] = DEFAULT_REPOS, branches: Sequence[str] = DEFAULT_BRANCHES,
                   time: int = DEFAULT_TIME, scale: float = 1, pkg_level: int = PKG_LEVEL,
-                  signature_type: str = "fingerprints") -> DemoInfo:
+                  signature_type: str = "fingerprints", toolchain: bool = False) -> DemoInfo:
     """Write (or leave as they are, if up to date) the demo src repository and pkgbase repositories.
 
     *signature_type* signs the catalogues as FreeBSD does ("fingerprints":
@@ -224,7 +234,9 @@ def generate_demo(root: Path, *, arches: Sequence[str] = ("amd64", "aarch64"), a
     ({"base_release_2": "14.2"}); *time* is the src tip commit time and the
     mtime of every packaged file; *scale* sizes the binaries (content.py);
     *pkg_level* is the packages' zstd level (pkg's own default, 19, unless a
-    benchmark wants generation to be quick).
+    benchmark wants generation to be quick); *toolchain* adds the packages of
+    FreeBSD 15's notoolchain and toolchain flavours (release/demo/toolchain.py:
+    about 1.5 GB of files at real scale).
     """
     root = Path(root)
     _check(arches, repos, branches, scale, time, signature_type)
@@ -241,6 +253,8 @@ def generate_demo(root: Path, *, arches: Sequence[str] = ("amd64", "aarch64"), a
             params = {"arch": arch, "abi_major": abi_major, "repo": repo, "version": version,
                       "time": time, "scale": float(scale), "pkg_level": pkg_level,
                       "signature_type": signature_type}
+            if toolchain:
+                params["toolchain"] = True
             if _ensure_repository(path, params, data_id):
                 written.append(path.relative_to(root).as_posix())
             repositories[(arch, repo)] = path
@@ -260,8 +274,9 @@ def bump_package(root: Path, *, arch: str, abi_major: int, repo: str, name: str,
     stamp = _read_stamp(path)
     if stamp is None or not isinstance(stamp.get("params"), dict):
         raise InputError(f"{path}: not a generated demo repository (run generate_demo first)")
-    if name not in content.BUILDERS:
-        raise InputError(f"{name}: not a demo package (known: {', '.join(content.PACKAGE_NAMES)})")
+    builders = _builders(stamp["params"])
+    if name not in builders:
+        raise InputError(f"{name}: not a demo package (known: {', '.join(sorted(builders))})")
     if not version or "/" in version:
         raise InputError(f"{name}: bad version {version!r}")
     bumps = dict(stamp.get("bumps") or {})

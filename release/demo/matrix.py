@@ -15,17 +15,28 @@ import toml
 # The demo src tree has no branch list to match a glob against before it is
 # generated: each glob release is served from one concrete demo branch.
 GLOB_BRANCHES = {"releng/15.*": "releng/15.0", "releng/14.*": "releng/14.1"}
+TOOLCHAIN_FAMILY = ("static", "dynamic", "runtime", "notoolchain", "toolchain")
+
+
+def _major(branch: str) -> int:
+    from .generate import branch_version
+    return int(branch_version(branch)[0].split(".")[0])
 
 
 def matrix_config(source: Path, path: Path, *, publish_root: Path | None = None, keep: int = 7,
                   arches: list[str] | None = None, only: list[str] | None = None,
-                  served: Path | None = None) -> Path:
+                  served: Path | None = None, toolchain: bool = False) -> Path:
     """Write *path*: *source*'s matrix on demo data.
 
     Releases keep their kind, branch and what they list; everything they leave
     to their src comes from the demo's src tree (release/demo/data/src-14,
     src-15; 13.x's has no images, as FreeBSD's).  *served*: a demo tree
-    generated beforehand (bench/), used through file://.
+    generated beforehand (bench/), used through file://.  With *toolchain*
+    (a *served* tree generated with the toolchain packages,
+    release.demo.inputs.generate_tree(toolchain=True)), the 15.x releases also
+    build the notoolchain and toolchain images their src defines
+    (release/tools/oci-image-{notoolchain,toolchain}.conf; its Makefile.oci
+    lists static, dynamic and runtime only).
     """
     base = toml.loads(source.read_text())
     demo = base["releases"]["demo"]
@@ -37,6 +48,8 @@ def matrix_config(source: Path, path: Path, *, publish_root: Path | None = None,
         r.update(demo=served is None, mirror=mirror, src_url=src, source=demo["source"])
         r["branch"] = GLOB_BRANCHES.get(r["branch"], r["branch"])
         r.pop("newest", None)
+        if toolchain and not r.get("flavours") and _major(r["branch"]) >= 15:
+            r["flavours"] = list(TOOLCHAIN_FAMILY)
         if arches:
             r["arches"] = arches
         r.pop("fingerprints", None)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..builtincache import UNCACHED, Builtins
 from ..tree import LayerTree
 
 BEFORE_PACKAGES = "before-packages"     # the tree holds only the layers below
@@ -85,6 +86,7 @@ class StepContext:
     repository: RepoSettings | None = None              # only for kinds with needs_repository
     keys: dict[str, bytes] = field(default_factory=dict)   # RepoSettings.keys, read: image path -> content
     tools: dict[str, Any] = field(default_factory=dict)    # tool generations of the release (builtins.generations)
+    builtins: Builtins = UNCACHED                       # runs pwd_mkdb, certctl ... (cached by the layer stage)
 
 
 def _no_paths(step: Step) -> list[str]:

@@ -18,7 +18,8 @@ def apply(tree: LayerTree, step: Step, ctx: StepContext) -> None:
     master = ctx.read_src(step.get("master_passwd"))
     put_with_parents(tree, Entry("/etc/master.passwd", "file", MASTER_PASSWD_MODE, data=master), OWNER)
     put_with_parents(tree, Entry("/etc/group", "file", 0o644, data=ctx.read_src(step.get("group"))), OWNER)
-    pwd_mkdb(tree, {"source": "/etc/master.passwd", "directory": "/etc", "v7_passwd": True}, OWNER, ctx.tools)
+    pwd_mkdb(tree, {"source": "/etc/master.passwd", "directory": "/etc", "v7_passwd": True}, OWNER, ctx.tools,
+             ctx.builtins)
 
 
 def src_paths(step: Step) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..builtins import certctl
 from ..install import put_with_parents
 from ..tree import LayerTree
 from . import AFTER_PACKAGES, Option, Step, StepContext, StepKind
@@ -23,8 +22,8 @@ def apply(tree: LayerTree, step: Step, ctx: StepContext) -> None:
     trusted = ctx.read_src_dir(step.get("trusted"))
     untrusted = ctx.read_src_dir(step.get("untrusted"))
     style = "copy" if ctx.tools.get("certctl", "copy").startswith("copy") else "link"
-    for e in certctl.rehash(trusted, untrusted, layout=step.get("layout"), style=style, install_sources=False,
-                            copy=True):
+    for e in ctx.builtins.certctl_rehash(trusted, untrusted, layout=step.get("layout"), style=style,
+                                         install_sources=False, copy=True):
         put_with_parents(tree, e, "step caroot")
 
 
