@@ -159,6 +159,19 @@ def _deflater(level: int, engine: str, zdict: bytes = b"") -> Any:
     return zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
 
 
+def _crc32_function() -> Callable[[bytes, int], int]:
+    """CRC-32 is one function whoever computes it: ISA-L's (carry-less multiply, about 5x zlib's speed
+    on the layer's input) when present, zlib's otherwise; the trailer's bytes are the same."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return zlib.crc32
+    return isal_zlib.crc32
+
+
+_crc32 = _crc32_function()
+
+
 class _GzipMember:
     """RFC 1952 framing: the fixed header, CRC-32 and ISIZE of the input seen by count()."""
 
@@ -174,7 +187,7 @@ class _GzipMember:
         return self._header
 
     def count(self, data: bytes) -> None:
-        self._crc = zlib.crc32(data, self._crc)
+        self._crc = _crc32(data, self._crc)
         self._length += len(data)
 
     def trailer(self) -> bytes:
@@ -395,8 +408,9 @@ class BlobWriter:
         if len(self._pending) > size:
             # whole blocks, keeping at least one byte back: the last block is only known at finish()
             whole = (len(self._pending) - 1) // size * size
-            for offset in range(0, whole, size):
-                self._submit(bytes(self._pending[offset:offset + size]), False)
+            with memoryview(self._pending) as pending:      # one copy per block, not two
+                for offset in range(0, whole, size):
+                    self._submit(bytes(pending[offset:offset + size]), False)
             del self._pending[:whole]
         return len(data)
 
