@@ -20,6 +20,7 @@ arm64 needs `dpkg --add-architecture arm64 && apt-get update` first).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -88,6 +89,14 @@ def median_time(fn, reps: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def awk_session(emulation: Emulation, parent: ParentView, tmp: Path) -> bytes:
+    """One emulated session running AWK over the parent's passwd files; the /etc/passwd it leaves."""
+    with tempfile.TemporaryFile(dir=tmp) as spool:
+        tree = LayerTree(parent, spool)
+        emulation.session(tree, [Job("awk", ["/bin/sh", "-c", AWK], {}, 600)], "bench")
+        return tree.read("/etc/passwd")
+
+
 def step_table(tmp: Path, cache: Path, reps: int) -> list[str]:
     files = src_files()
     master, group = files["etc/master.passwd"], files["etc/group"]
@@ -106,16 +115,10 @@ def step_table(tmp: Path, cache: Path, reps: int) -> list[str]:
         ex = Executor(method, sde=SDE)
         blob = busybox_layer(tmp / f"{arch}.tar", busybox(cache, arch), master, group)
         with materialise(tmp / "roots", [blob]) as root, ex.prepared(root.path):
-            t_run, _ = median_time(lambda: ex.run(root.path, ["/bin/sh", "-c", AWK], env={}, timeout=600,
-                                                  label="awk"), reps)
+            t_run, _ = median_time(functools.partial(ex.run, root.path, ["/bin/sh", "-c", AWK], env={}, timeout=600,
+                                                     label="awk"), reps)
         emulation = Emulation(ex, tmp / "roots", [blob], SDE)
-
-        def session() -> bytes:
-            with tempfile.TemporaryFile(dir=tmp) as spool:
-                tree = LayerTree(parent, spool)
-                emulation.session(tree, [Job("awk", ["/bin/sh", "-c", AWK], {}, 600)], "bench")
-                return tree.read("/etc/passwd")
-        t_session, passwd = median_time(session, reps)
+        t_session, passwd = median_time(functools.partial(awk_session, emulation, parent, tmp), reps)
         label = f"awk passwd, {arch} ({method.kind})"
         lines.append(f"{label:<44} {t_run:10.4f} {t_session:10.4f} {t_session / t_builtin:10.1f} "
                      f"{str(passwd == reference):>10}")

@@ -143,7 +143,7 @@ def library_table(keys: Keys, count: int) -> None:
         verify = timed(lambda i: pysequoia.verify(bytes=made[i % 3], store=lambda ids: [cert]), count)
         rows.append(("pysequoia (in process)", opened, sign, verify))
     print(f"\n{'OpenPGP library':<34} {'open key s':>10} {'sign ms':>8} {'verify ms':>9} "
-          f"{'{} sigs s'.format(count):>10}")
+          f"{f'{count} sigs s':>10}")
     for name, opened, sign, verify in rows:
         shown = f"{verify * 1000:>9.2f}" if verify is not None else f"{'(same)':>9}"
         print(f"{name:<34} {opened:>10.3f} {sign * 1000:>8.2f} {shown} {opened + sign * count:>10.2f}")

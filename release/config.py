@@ -491,4 +491,5 @@ def _assemble(path, project, plain, tables, steps, workdir) -> Config:
             pkgdb_schema=r["pkgdb_schema"] or pkgbase.pkgdb_schema, lock=r["lock"], demo=r["demo"],
             packages=tuple(sorted((fl, tuple(v)) for fl, v in r["packages"].items())))
     return Config(path=path, project=project, pipeline=pipeline, src=src, pkgbase=pkgbase, publish=publish,
-                  push=push, signing=signing, registries=registries, architectures=arches, flavours=flavours, releases=releases)
+                  push=push, signing=signing, registries=registries, architectures=arches, flavours=flavours,
+                  releases=releases)

@@ -7,8 +7,9 @@ loader short and the list of settings readable in one place.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 REQUIRED = object()
 LAYER_COMPRESSIONS = ("tar+gzip", "tar+zstd", "tar")

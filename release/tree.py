@@ -27,9 +27,10 @@ import base64
 import hashlib
 import io
 import posixpath
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO
 
 from .builtins.entries import Entry
 from .errors import LayerError
@@ -69,7 +70,7 @@ class ParentView:
     nondirs: dict[str, list] = field(default_factory=dict)    # every non-directory -> [kind, owner]
 
     @classmethod
-    def from_json(cls, doc: dict | None) -> "ParentView":
+    def from_json(cls, doc: dict | None) -> ParentView:
         if not doc:
             return cls()
         return cls(dirs=dict(doc["dirs"]), symlinks=dict(doc["symlinks"]),
@@ -93,7 +94,7 @@ class ParentView:
         return out
 
     @classmethod
-    def load(cls, path: Path) -> "ParentView":
+    def load(cls, path: Path) -> ParentView:
         """view.json, the record a layer stage leaves for the layers above it."""
         from .records import load_json
         return cls.from_json(load_json(path, "the layer stage"))

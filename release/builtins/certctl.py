@@ -41,8 +41,8 @@ import binascii
 import hashlib
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from ..errors import StepError
 from .entries import Entry

@@ -30,8 +30,8 @@ ${LOCALBASE}/etc/ssl are empty in a base image.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from . import certctl
 from .certctl import CERT_MODE, DIR_MODE, SHARE_CERTS, SSL_DIR

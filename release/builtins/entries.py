@@ -9,8 +9,8 @@ which is what lets two builders produce the same layer bytes.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 KINDS = ("file", "dir", "symlink", "hardlink")
 

@@ -16,8 +16,8 @@ show up as a broken jail much later.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 from ..errors import StepError
 from .entries import Entry, image_path, merge

@@ -36,8 +36,8 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import StepError
 from ..fsutil import TMP_PREFIX, atomic_output
