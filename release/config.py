@@ -22,6 +22,10 @@ from .steps import REQUIRED as STEP_REQUIRED
 from .steps import Step
 from .textvars import expand
 
+# A TOML table as toml.loads returns it (values of any TOML type), or a section once _Checker.section has
+# type-checked it against its settings and filled in the defaults.
+Table = dict[str, Any]
+
 # --------------------------------------------------------------------------- dataclasses
 
 @dataclass(frozen=True)
@@ -314,7 +318,7 @@ def _freeze(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _check_graph(chk: _Checker, flavours: dict[str, dict]) -> None:
+def _check_graph(chk: _Checker, flavours: dict[str, Table]) -> None:
     for name, f in flavours.items():
         parent = f.get("parent")
         if parent and parent not in flavours:
@@ -332,7 +336,8 @@ def _check_graph(chk: _Checker, flavours: dict[str, dict]) -> None:
             cur = flavours[cur].get("parent") or None
 
 
-def _check_release(chk: _Checker, name: str, r: dict, arches: dict, flavours: dict, src_url: str = "") -> None:
+def _check_release(chk: _Checker, name: str, r: Table, arches: dict[str, Table], flavours: dict[str, Table],
+                   src_url: str = "") -> None:
     """What can be checked before the release's src is read (flavours the config does not define may come
     from the src; release.matrix checks those)."""
     where = f"releases.{name}"
@@ -364,7 +369,7 @@ def _check_release(chk: _Checker, name: str, r: dict, arches: dict, flavours: di
             chk.problem(f"{where}.packages.{fl}", f"must be a list of strings, not {pkgs!r}")
 
 
-def _build_order(listed: list[str], flavours: dict[str, dict]) -> tuple[str, ...]:
+def _build_order(listed: list[str], flavours: dict[str, Table]) -> tuple[str, ...]:
     """Parents before children, otherwise in the order the release lists them."""
     order: list[str] = []
 
@@ -386,7 +391,7 @@ def _build_order(listed: list[str], flavours: dict[str, dict]) -> tuple[str, ...
 DEFAULTS = Path(__file__).resolve().parent / "defaults.toml"
 
 
-def load(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -> Config:
+def load(path: str | os.PathLike[str], *, workdir: str | os.PathLike[str] | None = None) -> Config:
     """Parse and validate *path* (over the built-in defaults); raise ConfigError listing every problem found."""
     path = Path(path)
     source = path.name
@@ -399,7 +404,7 @@ def load(path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -
     return from_dict(data, path=path, workdir=workdir)
 
 
-def with_defaults(data: dict) -> dict:
+def with_defaults(data: Table) -> Table:
     """*data* over release/defaults.toml: [architectures.*] and [flavours.*] merged key by key."""
     defaults = toml.loads(DEFAULTS.read_text())
     out = dict(data)
@@ -414,7 +419,7 @@ def with_defaults(data: dict) -> dict:
     return out
 
 
-def from_dict(data: dict, *, path: Path, workdir: str | os.PathLike | None = None) -> Config:
+def from_dict(data: Table, *, path: Path, workdir: str | os.PathLike[str] | None = None) -> Config:
     """Validate *data* (over the built-in defaults) and build the Config."""
     data = with_defaults(data)
     chk = _Checker(path.name)
@@ -425,7 +430,7 @@ def from_dict(data: dict, *, path: Path, workdir: str | os.PathLike | None = Non
         chk.problem(key, f"unknown section (known: {', '.join(sorted(top_sections))})")
     plain = {name: chk.section(name, data.get(name, {}), SCHEMA[name])
              for name in ("pipeline", "src", "pkgbase", "publish", "push", "signing")}
-    tables: dict[str, dict[str, dict]] = {}
+    tables: dict[str, dict[str, Table]] = {}
     for name in ("registries", "architectures", "flavours", "releases"):
         raw = data.get(name, {})
         if not isinstance(raw, dict):
@@ -447,7 +452,8 @@ def from_dict(data: dict, *, path: Path, workdir: str | os.PathLike | None = Non
     return _assemble(path, project, plain, tables, steps, workdir)
 
 
-def _assemble(path, project, plain, tables, steps, workdir) -> Config:
+def _assemble(path: Path, project: Path, plain: dict[str, Table], tables: dict[str, dict[str, Table]],
+              steps: dict[str, tuple[Step, ...]], workdir: str | os.PathLike[str] | None) -> Config:
     p = plain["pipeline"]
     wd = Path(workdir) if workdir is not None else Path(p["workdir"])
     if not wd.is_absolute():

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 REQUIRED = object()
+# A setting's check: given a value of the setting's type, the problem with it or None.
+Check = Callable[[Any], str | None]
 LAYER_COMPRESSIONS = ("tar+gzip", "tar+zstd", "tar")
 SIGNATURE_TYPES = ("fingerprints", "pubkey", "none")
 SCRIPT_POLICIES = ("builtin", "emulate", "ignore")
@@ -24,33 +26,33 @@ class Setting:
     key: str
     type: str                       # "str", "int", "bool", "float", "list[str]", "str|int", "steps", "table"
     default: Any = REQUIRED
-    check: Callable[[Any], str | None] | None = None
+    check: Check | None = None
     doc: str = ""
     example: str = ""               # a TOML value, for the configuration reference
 
 
-def one_of(choices) -> Callable[[Any], str | None]:
-    def check(value):
+def one_of(choices: tuple[object, ...]) -> Check:
+    def check(value: object) -> str | None:
         if value not in choices:
             return f"must be one of {', '.join(map(str, choices))}, not {value!r}"
         return None
     return check
 
 
-def pkgdb_generation(*, inherit: bool) -> Callable[[Any], str | None]:
+def pkgdb_generation(*, inherit: bool) -> Check:
     """A local.sqlite generation pkg writes (0 on a release: the [pkgbase] one)."""
-    def check(value):
+    def check(value: int) -> str | None:
         if value in PKGDB_SCHEMAS or (inherit and value == 0):
             return None
         return f"unknown pkg database generation {value!r} (supported: {', '.join(map(str, PKGDB_SCHEMAS))})"
     return check
 
 
-def positive(value) -> str | None:
+def positive(value: float) -> str | None:
     return None if value > 0 else f"must be positive, not {value}"
 
 
-def non_negative(value) -> str | None:
+def non_negative(value: float) -> str | None:
     return None if value >= 0 else f"must not be negative, not {value}"
 
 
@@ -61,13 +63,13 @@ def gzip_block_size(value: int) -> str | None:
     return f"must be 0 or between {64 << 10} and {64 << 20} bytes, not {value}"
 
 
-def in_range(lo: int, hi: int) -> Callable[[Any], str | None]:
-    def check(value):
+def in_range(lo: int, hi: int) -> Check:
+    def check(value: int) -> str | None:
         return None if lo <= value <= hi else f"must be between {lo} and {hi}, not {value}"
     return check
 
 
-def fingerprint_or_empty(value) -> str | None:
+def fingerprint_or_empty(value: str) -> str | None:
     """An OpenPGP fingerprint as gpg prints it (40 or 64 hex digits, spaces allowed), or ''."""
     digits = "".join(str(value).split()).upper().removeprefix("0X")
     if not value or (len(digits) in (40, 64) and all(c in "0123456789ABCDEF" for c in digits)):
@@ -75,7 +77,7 @@ def fingerprint_or_empty(value) -> str | None:
     return f"must be a key fingerprint (40 or 64 hex digits, as gpg --fingerprint prints it), not {value!r}"
 
 
-def url_or_empty(value) -> str | None:
+def url_or_empty(value: str) -> str | None:
     if not value or str(value).startswith(("https://", "http://", "file://")):
         return None
     return f"must be an https://, http:// or file:// URL, not {value!r}"
@@ -85,14 +87,14 @@ NAME_CHARACTERS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 NAME_RULE = 'must start with a letter or digit and hold only letters, digits, ".", "_", "+" and "-"'
 
 
-def path_name(value) -> str | None:
+def path_name(value: str) -> str | None:
     """Names that become file and directory names (releases, versions, flavours, architectures)."""
     if value == "" or (NAME_CHARACTERS.fullmatch(value) and ".." not in value):
         return None
     return f"{value!r} {NAME_RULE} (it becomes a file name)"
 
 
-def epoch_policy(value) -> str | None:
+def epoch_policy(value: str | int) -> str | None:
     if isinstance(value, int) or value in ("src-inputs", "src-commit", "environment") or str(value).isdigit():
         return None
     return f'must be "src-inputs", "src-commit", "environment" or an epoch in seconds, not {value!r}'
