@@ -18,7 +18,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 TMP_PREFIX = ".partial-"
 # errors of the file system rather than of the program: named by path in one line (DiskError)
@@ -35,6 +35,12 @@ def disk_errors(path: str | os.PathLike[str]) -> Iterator[None]:
         if e.errno in DISK_ERRNOS:
             raise DiskError(f"{path}: cannot write: {e.strerror}") from None
         raise
+
+
+class Readable(Protocol):
+    """A byte stream the program only reads: files, BytesIO, a window of a spool file, a request body."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def canonical_json(value: object) -> bytes:

@@ -32,12 +32,13 @@ import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import requests
 import urllib3
 
 from .errors import FetchError
+from .fsutil import Readable
 
 log = logging.getLogger("release.http")
 
@@ -101,12 +102,7 @@ class Origin:
         return f"{self.scheme}://{self.host}" + ("" if default else f":{self.port}")
 
 
-class Readable(Protocol):
-    """A request body streamed from a file (requests calls read())."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
+# a request body: a file is streamed (requests calls read())
 RequestBody = bytes | str | Readable | None
 
 

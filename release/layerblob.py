@@ -75,8 +75,7 @@ def _with_parents_and_whiteouts(tree: LayerTree, sde: int) -> dict[str, Item]:
         parent = posixpath.dirname(path)
         while parent != "/" and parent not in out:
             if parent in tree.parent.dirs:
-                mode, uname, gname, mtime = tree.parent.dirs[parent]
-                out[parent] = Item(Entry(parent, "dir", mode, uname, gname, mtime=mtime), "lower layer", False)
+                out[parent] = Item(tree.parent.dir_entry(parent), "lower layer", False)
             else:
                 out[parent] = Item(Entry(parent, "dir", 0o755, mtime=sde), "implied", False)
             parent = posixpath.dirname(parent)

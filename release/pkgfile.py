@@ -23,11 +23,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol, cast
+from typing import IO, Any, BinaryIO, cast
 
 import zstandard
 
 from .errors import PackageError
+from .fsutil import Readable
 from .pkgmanifest import (Expected, Kind, TarHeader, check_path, index_manifest, parse_manifest,
                           resolve_metadata, symlink_sum_input)
 from .sums import Summer, sum_kind, zbase32
@@ -68,12 +69,6 @@ def _as_package_error(name: str) -> Iterator[None]:
         yield
     except _ARCHIVE_ERRORS as exc:
         raise PackageError(f"{name}: corrupt or truncated archive ({exc or type(exc).__name__})") from None
-
-
-class Readable(Protocol):
-    """What the reader needs of a package's bytes: read() and nothing else."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class _Prepend:

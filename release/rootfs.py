@@ -36,13 +36,13 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, Literal, overload
+from typing import BinaryIO, Literal, overload
 
 import zstandard
 
 from .accounts import lookup, name_to_id
 from .errors import LayerError
-from .fsutil import TMP_PREFIX, disk_errors
+from .fsutil import TMP_PREFIX, Readable, disk_errors
 from .tree import LayerTree, entries_sorted
 
 CHUNK = 1 << 20
@@ -198,7 +198,7 @@ class _Writer:
         finally:
             os.close(fd)
 
-    def file(self, parts: list[str], mode: int, uid: int, gid: int, mtime: int, data: IO[bytes],
+    def file(self, parts: list[str], mode: int, uid: int, gid: int, mtime: int, data: Readable,
              where: str) -> str:
         """A regular file streamed from *data*; returns its sha256."""
         dfd = self.parent(parts, where)

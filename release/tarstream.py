@@ -30,9 +30,10 @@ Format decisions, each visible in the bytes:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from .errors import LayerError
+from .fsutil import Readable
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -232,7 +233,7 @@ class TarStream:
         self._closed = False
         self.members = 0
 
-    def add(self, entry: TarEntry, data: bytes | BinaryIO | None = None) -> None:
+    def add(self, entry: TarEntry, data: bytes | Readable | None = None) -> None:
         """Append *entry*; a file's *data* must deliver exactly entry.size bytes."""
         if self._closed:
             raise LayerError(f"tar entry {entry.name!r}: stream already closed")
@@ -246,7 +247,7 @@ class TarStream:
             self._copy(entry, data)
         self.members += 1
 
-    def _copy(self, entry: TarEntry, data: bytes | BinaryIO | None) -> None:
+    def _copy(self, entry: TarEntry, data: bytes | Readable | None) -> None:
         if isinstance(data, (bytes, bytearray, memoryview)):
             if len(data) != entry.size:
                 raise LayerError(f"tar entry {entry.name!r}: {len(data)} bytes given, "

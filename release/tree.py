@@ -30,11 +30,11 @@ import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .builtins.entries import Entry
 from .errors import LayerError
-from .fsutil import pretty_json, write_if_changed
+from .fsutil import Readable, pretty_json, write_if_changed
 
 # Files whose content children may need (install steps read them).
 WATCHED_FILES = ("/etc/master.passwd", "/etc/group", "/etc/services", "/etc/login.conf")
@@ -64,23 +64,30 @@ class Item:
 @dataclass
 class ParentView:
     """What the layers below contain, as far as this layer needs to know."""
-    dirs: dict[str, list] = field(default_factory=dict)       # path -> [mode, uname, gname, mtime]
-    symlinks: dict[str, str] = field(default_factory=dict)    # path -> target
-    files: dict[str, bytes] = field(default_factory=dict)     # watched files -> content
-    nondirs: dict[str, list] = field(default_factory=dict)    # every non-directory -> [kind, owner]
+    dirs: dict[str, list[int | str | None]] = field(default_factory=dict)   # path -> [mode, uname, gname, mtime]
+    symlinks: dict[str, str] = field(default_factory=dict)                  # path -> target
+    files: dict[str, bytes] = field(default_factory=dict)                   # watched files -> content
+    nondirs: dict[str, list[str]] = field(default_factory=dict)             # every non-directory -> [kind, owner]
 
     @classmethod
-    def from_json(cls, doc: dict | None) -> ParentView:
+    def from_json(cls, doc: dict[str, Any] | None) -> ParentView:
         if not doc:
             return cls()
         return cls(dirs=dict(doc["dirs"]), symlinks=dict(doc["symlinks"]),
                    files={p: base64.b64decode(v) for p, v in doc["files"].items()},
                    nondirs=dict(doc.get("nondirs", {})))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"dirs": dict(sorted(self.dirs.items())), "symlinks": dict(sorted(self.symlinks.items())),
                 "files": {p: base64.b64encode(v).decode() for p, v in sorted(self.files.items())},
                 "nondirs": dict(sorted(self.nondirs.items()))}
+
+    def dir_entry(self, path: str) -> Entry:
+        """The directory *path* of the layers below, as recorded ([mode, uname, gname, mtime])."""
+        mode, uname, gname, mtime = self.dirs[path]
+        assert isinstance(mode, int) and isinstance(uname, str) and isinstance(gname, str) \
+            and not isinstance(mtime, str), f"view record of {path}: {self.dirs[path]!r}"
+        return Entry(path, "dir", mode, uname, gname, mtime=mtime)
 
     def exists(self, path: str) -> bool:
         return path in self.dirs or path in self.symlinks or path in self.files or path in self.nondirs
@@ -154,8 +161,7 @@ class LayerTree:
             item.entry = replace(item.entry, mode=mode)
             return
         if path in self.parent.dirs:
-            _, uname, gname, mtime = self.parent.dirs[path]
-            self.put(Entry(path, "dir", mode, uname, gname, mtime=mtime), owner)
+            self.put(replace(self.parent.dir_entry(path), mode=mode), owner)
             return
         raise LayerError(f"{owner}: chmod {mode:o} {path}: no such file or directory in the image")
 
@@ -237,7 +243,7 @@ class LayerTree:
         self._spool.seek(offset)
         return self._spool.read(size)
 
-    def open(self, item: Item) -> BinaryIO:
+    def open(self, item: Item) -> Readable:
         """A stream of an item's bytes (spooled content is not loaded into memory)."""
         if item.spool is None:
             return io.BytesIO(item.entry.data)
@@ -287,7 +293,7 @@ class LayerTree:
                 view.files[path] = self.read(path) or b""
         return view
 
-    def package_index(self) -> dict[str, list]:
+    def package_index(self) -> dict[str, list[str]]:
         """Package-owned non-directories: path -> [kind, sha256/target, package] (cross-layer checks)."""
         return {p: [i.entry.kind, i.sha256, i.owner] for p, i in sorted(self.items.items())
                 if i.package and i.entry.kind != "dir"}
@@ -312,7 +318,7 @@ def _link_sum(entry: Entry) -> str:
     return ""
 
 
-def _describe(item: Item) -> tuple:
+def _describe(item: Item) -> tuple[str, int, str, str, str]:
     e = item.entry
     return (e.kind, e.mode, e.uname, e.gname, item.sha256)
 

@@ -17,6 +17,8 @@ followed silently because they define what the database holds.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ..errors import StepError
 from .dbhash import HashWriter
 from .servicesmkdb import BYTE_ORDERS
@@ -139,7 +141,7 @@ class _Getcap:
         return (1 if unresolved else 0), bytes(record[:-1]).split(b"\0", 1)[0]
 
 
-def cgetnext(text: bytes):
+def cgetnext(text: bytes) -> Iterator[tuple[int, bytes]]:
     """Yield (status, record) for each record start, as cgetnext(3) walks the file."""
     pieces = text.split(b"\n")  # fgetln(3): lines end at newline only
     lines = [piece + b"\n" for piece in pieces[:-1]] + [piece for piece in pieces[-1:] if piece]

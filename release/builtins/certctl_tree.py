@@ -30,18 +30,26 @@ ${LOCALBASE}/etc/ssl are empty in a base image.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Protocol
 
+from ..tree import LayerTree
 from . import certctl
 from .certctl import CERT_MODE, DIR_MODE, SHARE_CERTS, SSL_DIR
 from .entries import Entry
 
-Put = Callable[[object, Entry, str], None]     # install._put_with_parents(tree, entry, owner)
-Rehash = Callable[..., list[Entry]]             # certctl.rehash, or a cache in front of it (release.builtincache)
+Put = Callable[[LayerTree, Entry, str], None]     # install.put_with_parents(tree, entry, owner)
 
 
-def rehash_tree(tree, owner: str, style: str, put: Put, rehash: Rehash = certctl.rehash) -> None:
+class Rehash(Protocol):
+    """certctl.rehash, or a cache in front of it (release.builtincache)."""
+
+    def __call__(self, trusted: Mapping[str, bytes], untrusted: Mapping[str, bytes], *, layout: str = ...,
+                 style: str = ..., install_sources: bool = ...) -> list[Entry]: ...
+
+
+def rehash_tree(tree: LayerTree, owner: str, style: str, put: Put, rehash: Rehash = certctl.rehash) -> None:
     """Apply `certctl rehash` of generation *style* to the layer *tree*."""
     if style == "symlink":
         _symlinks(tree, owner, put, rehash)
@@ -55,7 +63,7 @@ def _in(directory: str, path: str) -> bool:
     return path.startswith(directory + "/")
 
 
-def _remove_installed(tree, owner: str, directories: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+def _remove_installed(tree: LayerTree, owner: str, directories: tuple[str, ...], kinds: tuple[str, ...]) -> None:
     """`find DIR -type ... -delete` over this layer and the layers below (whiteouts)."""
     lower = list(tree.parent.symlinks) + (list(tree.parent.files) if "file" in kinds else [])
     for directory in directories:
@@ -67,12 +75,12 @@ def _remove_installed(tree, owner: str, directories: tuple[str, ...], kinds: tup
                 tree.remove(path, owner)
 
 
-def _ensure_dir(tree, owner: str, path: str, put: Put) -> None:
+def _ensure_dir(tree: LayerTree, owner: str, path: str, put: Put) -> None:
     if path not in tree.items and path not in tree.parent.dirs:
         put(tree, Entry(path, "dir", DIR_MODE), owner)
 
 
-def _symlinks(tree, owner: str, put: Put, rehash: Rehash) -> None:
+def _symlinks(tree: LayerTree, owner: str, put: Put, rehash: Rehash) -> None:
     """13.x: old symlinks go, regular files stay, new links take the first free suffix."""
     layout = "blacklisted" if tree.listdir(f"{SHARE_CERTS}/blacklisted") else "untrusted"
     trusted = tree.listdir(f"{SHARE_CERTS}/trusted")
@@ -95,7 +103,7 @@ def _symlinks(tree, owner: str, put: Put, rehash: Rehash) -> None:
         put(tree, replace(e, path=f"{directory}/{stem}.{number}"), owner)
 
 
-def _hard_links(tree, owner: str, put: Put, rehash: Rehash) -> None:
+def _hard_links(tree: LayerTree, owner: str, put: Put, rehash: Rehash) -> None:
     """14.x: everything installed goes; each certificate of /usr/share/certs comes back once."""
     _remove_installed(tree, owner, (f"{SSL_DIR}/certs", f"{SSL_DIR}/untrusted"), ("file", "symlink", "hardlink"))
     sources = {f"{SHARE_CERTS}/{sub}": tree.listdir(f"{SHARE_CERTS}/{sub}") for sub in ("trusted", "untrusted")}
@@ -116,7 +124,7 @@ def _hard_links(tree, owner: str, put: Put, rehash: Rehash) -> None:
         put(tree, e, owner)
 
 
-def _installed(tree, directory: str) -> dict[str, bytes]:
+def _installed(tree: LayerTree, directory: str) -> dict[str, bytes]:
     """What certctl.c's fts (FTS_LOGICAL) reads in *directory*: files, and files behind symlinks."""
     files = dict(tree.listdir(directory))
     links = {p: t for p, t in tree.parent.symlinks.items() if p not in tree.removed}
@@ -134,7 +142,7 @@ def _readable(files: dict[str, bytes]) -> dict[str, bytes]:
     return {n: d for n, d in files.items() if certctl.has_certificate(d)}
 
 
-def _rewrite(tree, owner: str, put: Put, rehash: Rehash, *, sticky: bool) -> None:
+def _rewrite(tree: LayerTree, owner: str, put: Put, rehash: Rehash, *, sticky: bool) -> None:
     """15.x: the shipped (and, *sticky*, installed) certificates, written once each, and the bundle."""
     # file names only matter for error messages; prefixes keep the sources apart
     untrusted = {f"u-{n}": d for n, d in _readable(tree.listdir(f"{SHARE_CERTS}/untrusted")).items()}

@@ -21,6 +21,6 @@ from __future__ import annotations
 from .certctl import style_for
 
 
-def tool_generations(abi_major: int, branch: str) -> dict:
+def tool_generations(abi_major: int, branch: str) -> dict[str, str | bool]:
     """{"certctl": style, "pwd_mkdb_copies_comments": bool} for a release (major version, src branch)."""
     return {"certctl": style_for(abi_major, branch), "pwd_mkdb_copies_comments": abi_major <= 14}

@@ -221,12 +221,12 @@ def _dir_entry(path: str, keys: dict[str, str | None], name: str, where: str) ->
     uname = keys.get("uname") or _numeric_owner(keys.get("uid"), "root", "uid", name, where)
     gname = keys.get("gname") or _numeric_owner(keys.get("gid"), "wheel", "gid", name, where)
     mode = _DEFAULT_DIR_MODE
-    if keys.get("mode") is not None:
-        if not re.fullmatch(r"[0-7]+", keys["mode"]):
-            raise StepError(f"{where}: {name!r} has a mode that is not octal: {keys['mode']!r}")
-        mode = int(keys["mode"], 8)
+    if (octal := keys.get("mode")) is not None:
+        if not re.fullmatch(r"[0-7]+", octal):
+            raise StepError(f"{where}: {name!r} has a mode that is not octal: {octal!r}")
+        mode = int(octal, 8)
         if mode > 0o7777:
-            raise StepError(f"{where}: {name!r} has an out-of-range mode {keys['mode']!r}")
+            raise StepError(f"{where}: {name!r} has an out-of-range mode {octal!r}")
     return Entry(path, "dir", mode, uname, gname)
 
 

@@ -38,6 +38,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import StepError
 from ..fsutil import TMP_PREFIX, atomic_output
@@ -50,7 +51,7 @@ PAGE_SIZE = 4096
 DB_MODE = 0o644
 
 
-def write_pkgdb(dest: Path, packages: list[dict], *, time: int, schema: int,
+def write_pkgdb(dest: Path, packages: list[dict[str, Any]], *, time: int, schema: int,
                 repository: str | None = None) -> None:
     """Write local.sqlite for *packages* (parsed +MANIFESTs, install order) at *dest*.
 
@@ -131,8 +132,8 @@ def _register(conn: sqlite3.Connection, row: Registration, *, time: int, schema:
     stmts = sql.REGISTRATION[schema]
     try:
         origin, _, version = row.package[:3]
-        package_id = int(conn.execute(sql.INSERT_PACKAGE, (*row.package[:13], int(time),
-                                                           *row.package[13:])).lastrowid)
+        package_id = conn.execute(sql.INSERT_PACKAGE, (*row.package[:13], int(time), *row.package[13:])).lastrowid
+        assert package_id is not None           # set by every INSERT
         # pkg 2.x binds (origin, version, version, name) to a three-parameter
         # statement, so its WHERE compares names with the version: a no-op.
         conn.execute(sql.UPDATE_DEPS, (origin, version, version if schema >= 42 else name))
@@ -182,7 +183,7 @@ def _insert_named(conn: sqlite3.Connection, kind: str, values: list[str], packag
 
 # --- reading back -----------------------------------------------------------
 
-def read_pkgdb(path: Path) -> list[dict]:
+def read_pkgdb(path: Path) -> list[dict[str, Any]]:
     """Installed packages of a local.sqlite, in registration order.
 
     Each dict has the packages row's columns plus deps, files, directories,
@@ -205,7 +206,7 @@ def read_pkgdb(path: Path) -> list[dict]:
         conn.close()
 
 
-def _read_package(conn: sqlite3.Connection, pkg: dict) -> dict:
+def _read_package(conn: sqlite3.Connection, pkg: dict[str, Any]) -> dict[str, Any]:
     pid = pkg["id"]
 
     def rows(query: str) -> list[sqlite3.Row]:

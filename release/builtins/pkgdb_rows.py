@@ -46,7 +46,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from ..errors import StepError
@@ -74,19 +74,23 @@ FILE_FLAGS = {
 }
 REPO_TYPE = "binary"       # pkg_repo_ops.type of pkg's only repository kind
 # pkg_checksum_type_t: PKG_HASH_TYPE_BLAKE2_BASE32 = 2, PKG_HASH_TYPE_BLAKE2S_BASE32 = 5
-_DIGEST = {64: (2, lambda: hashlib.blake2b(digest_size=64)), 32: (5, lambda: hashlib.blake2s(digest_size=32))}
+_DIGEST: dict[int, tuple[int, Callable[[], hashlib.blake2b | hashlib.blake2s]]] = {
+    64: (2, lambda: hashlib.blake2b(digest_size=64)), 32: (5, lambda: hashlib.blake2s(digest_size=32))}
 _NONEMPTY = ("origin", "version", "prefix", "maintainer")      # NOT NULL columns pkg never leaves empty
+
+Row = tuple[str | int | None, ...]      # the values of one SQL row, in the column order of pkgdb_schema's statements
+T = TypeVar("T")
 
 
 @dataclass
 class Registration:
     """One package's values in pkgdb_register_pkg() order (the time column aside)."""
 
-    package: tuple
+    package: Row
     deps: list[tuple[str, str, str]] = field(default_factory=list)
-    files: list[tuple] = field(default_factory=list)
+    files: list[Row] = field(default_factory=list)
     config: list[tuple[str, str | None]] = field(default_factory=list)
-    dirs: list[tuple] = field(default_factory=list)
+    dirs: list[Row] = field(default_factory=list)
     named: dict[str, list[str]] = field(default_factory=dict)      # categories ... groups
     scripts: list[tuple[int, str]] = field(default_factory=list)
     lua: list[tuple[int, str]] = field(default_factory=list)
@@ -98,7 +102,7 @@ class Registration:
     requires: list[str] = field(default_factory=list)
 
 
-def registration(pkg: dict, *, schema: int, repository: str | None, automatic: bool,
+def registration(pkg: dict[str, Any], *, schema: int, repository: str | None, automatic: bool,
                  config_content: dict[str, bytes | str] | None = None) -> Registration:
     """The rows pkg *schema*'s generation writes for manifest *pkg* installed from *repository*."""
     name = text(pkg, "name", "?")
@@ -139,7 +143,7 @@ def registration(pkg: dict, *, schema: int, repository: str | None, automatic: b
     return reg
 
 
-def _package_row(pkg: dict, name: str, automatic: bool, schema: int) -> tuple:
+def _package_row(pkg: dict[str, Any], name: str, automatic: bool, schema: int) -> Row:
     for key in _NONEMPTY:
         text(pkg, key, name)
     comment = text(pkg, "comment", name, allow_empty=True)
@@ -159,7 +163,7 @@ def _package_row(pkg: dict, name: str, automatic: bool, schema: int) -> tuple:
             int(bool(pkg.get("vital", False))))
 
 
-def _file_row(path: str, entry: Any, name: str, schema: int) -> tuple:
+def _file_row(path: str, entry: Any, name: str, schema: int) -> Row:
     if isinstance(entry, dict):
         file_sum = entry.get("sum")
         meta = entry
@@ -180,13 +184,13 @@ def _file_row(path: str, entry: Any, name: str, schema: int) -> tuple:
             _fflags(meta.get("fflags"), name, path), meta.get("symlink_target"), mtime)
 
 
-def _dirs(pkg: dict, name: str) -> list[tuple[str, Any]]:
+def _dirs(pkg: dict[str, Any], name: str) -> list[tuple[str, Any]]:
     out = [(_abspath(decode(p, name)), e) for p, e in mapping(pkg, "directories", name).items()]
     out += [(_abspath(_string(p, name, "dirs")), None) for p in listing(pkg, "dirs", name)]
     return out
 
 
-def _dir_row(path: str, entry: Any, name: str, schema: int) -> tuple:
+def _dir_row(path: str, entry: Any, name: str, schema: int) -> Row:
     if schema == 36:
         return (path,)
     meta = entry if isinstance(entry, dict) else {}
@@ -194,8 +198,8 @@ def _dir_row(path: str, entry: Any, name: str, schema: int) -> tuple:
             _fflags(meta.get("fflags"), name, path))
 
 
-def _deps(pkg: dict, name: str) -> list[tuple[str, dict]]:
-    out = []
+def _deps(pkg: dict[str, Any], name: str) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
     for dep_name, dep in mapping(pkg, "deps", name).items():
         if not isinstance(dep, dict) or not isinstance(dep.get("origin", ""), str):
             raise StepError(f"{name}: manifest field 'deps' entry {dep_name!r} is not an object with an origin")
@@ -215,7 +219,7 @@ def _config_text(content: bytes | str | None, name: str, path: str) -> str | Non
 
 # --- values as pkg derives them --------------------------------------------
 
-def manifest_digest(pkg: dict, schema: int = 42) -> str:
+def manifest_digest(pkg: dict[str, Any], schema: int = 42) -> str:
     """pkg_checksum_generate() over the package's catalogue entry (see the module docstring)."""
     entries = [("name", pkg["name"]), ("origin", pkg["origin"]), ("version", pkg["version"]),
                ("arch", pkg.get("arch") or pkg.get("abi") or "")]
@@ -237,13 +241,13 @@ def manifest_digest(pkg: dict, schema: int = 42) -> str:
     return f"2${number}$" + zbase32(h.digest())
 
 
-def provided_shlibs(pkg: dict, schema: int) -> list[str]:
+def provided_shlibs(pkg: dict[str, Any], schema: int) -> list[str]:
     """The manifest's shlibs_provided; pkg 1.21 keeps only names starting with "lib"."""
     names = listing(pkg, "shlibs_provided", text(pkg, "name", "?"))
     return names if schema >= 42 else [n for n in names if n.startswith("lib")]
 
 
-def pointer_bits(pkg: dict) -> int:
+def pointer_bits(pkg: dict[str, Any]) -> int:
     """32 or 64: the word size of the machine whose pkg computes remote digests (the target's).
 
     Read from the legacy arch string pkg writes next to the ABI
@@ -253,7 +257,7 @@ def pointer_bits(pkg: dict) -> int:
     return 32 if "32" in fields[2:] else 64
 
 
-def _message(pkg: dict, name: str) -> str | None:
+def _message(pkg: dict[str, Any], name: str) -> str | None:
     """pkg_message_to_str(): the messages as compact JSON in pkg's key order, or NULL."""
     messages = pkg.get("messages", pkg.get("message"))
     if messages is None or messages == []:
@@ -262,7 +266,7 @@ def _message(pkg: dict, name: str) -> str | None:
         messages = [{"message": messages}]
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise StepError(f"{name}: manifest field 'messages' is not a list of objects")
-    out = []
+    out: list[dict[str, str]] = []
     for m in messages:
         item = {"message": str(m.get("message", "")).strip()}
         for key in ("type", "maximum_version", "minimum_version"):
@@ -302,7 +306,7 @@ def _option(value: Any) -> str:
     return str(value)
 
 
-def _bodies(value: Any) -> list:
+def _bodies(value: Any) -> list[object]:
     return [value] if isinstance(value, str) else list(value or [])
 
 
@@ -320,9 +324,9 @@ def _abspath(path: str) -> str:
     return "/" + "/".join(parts)
 
 
-def _first_unique(values: Iterable, key: Callable | None) -> list:
-    """pkg 1.21: manifest order, a repeated key ignored."""
-    seen: set = set()
+def _first_unique(values: Iterable[T], key: Callable[[T], str] | None) -> list[T]:
+    """pkg 1.21: manifest order, a repeated key ignored (no key: the values are the strings compared)."""
+    seen: set[object] = set()
     out = []
     for v in values:
         k = key(v) if key else v
@@ -332,10 +336,10 @@ def _first_unique(values: Iterable, key: Callable | None) -> list:
     return out
 
 
-def _sorted_unique(values: Iterable, key: Callable | None) -> list:
-    """pkg 2.x: strcmp order, the first of a repeated key kept."""
+def _sorted_unique(values: Iterable[T], key: Callable[[T], str] | None) -> list[T]:
+    """pkg 2.x: strcmp order, the first of a repeated key kept (no key: the values are the strings compared)."""
     firsts = _first_unique(values, key)
-    return sorted(firsts, key=lambda v: (key(v) if key else v).encode())
+    return sorted(firsts, key=lambda v: (key(v) if key else str(v)).encode())
 
 
 def decode(value: Any, name: str) -> str:
@@ -354,21 +358,21 @@ def _string(value: Any, name: str, what: str) -> str:
     return value
 
 
-def text(pkg: dict, key: str, name: str, *, allow_empty: bool = False) -> str:
+def text(pkg: dict[str, Any], key: str, name: str, *, allow_empty: bool = False) -> str:
     value = pkg.get(key)
     if not isinstance(value, str) or not (value or allow_empty):
         raise StepError(f"{name}: manifest field {key!r} missing or not text")
     return value
 
 
-def mapping(pkg: dict, key: str, name: str) -> dict:
+def mapping(pkg: dict[str, Any], key: str, name: str) -> dict[str, Any]:
     value = pkg.get(key) or {}
     if not isinstance(value, dict):
         raise StepError(f"{name}: manifest field {key!r} is not an object")
     return value
 
 
-def listing(pkg: dict, key: str, name: str) -> list:
+def listing(pkg: dict[str, Any], key: str, name: str) -> list[str]:
     value = pkg.get(key) or []
     if not isinstance(value, list):
         raise StepError(f"{name}: manifest field {key!r} is not a list")

@@ -8,9 +8,14 @@ UCL text, byte for byte, from values the release configuration supplies.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .entries import Entry
+
+if TYPE_CHECKING:
+    from ..steps import Step
 
 REPO_CONF = "/usr/local/etc/pkg/repos/base.conf"
 REPO_CONF_MODE = 0o644          # `cat > file` under umask 022
@@ -64,7 +69,7 @@ def base_conf(url: str, *, signature_type: str, fingerprints: str, enabled: bool
     return Entry(REPO_CONF, "file", REPO_CONF_MODE, data=text.encode())
 
 
-def repository_name(steps) -> str | None:
+def repository_name(steps: Iterable[Step]) -> str | None:
     """The name the image's own pkg configuration gives its base repository.
 
     The last repo-conf step of a flavour chain writes base.conf (a later one

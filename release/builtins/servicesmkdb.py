@@ -61,7 +61,7 @@ def parse_services(services: bytes) -> tuple[list[bytes], dict[tuple[int, int], 
             continue
         name, rest = _getstring(body)
         port, rest = _getstring(rest)
-        if port is None:
+        if name is None or port is None:             # no name means no port either
             raise _fail(lineno, "no port found")
         aliases = _tokens(rest.split(b"#", 1)[0]) if rest is not None else []
         text, slash, proto = port.partition(b"/")
