@@ -54,8 +54,8 @@ class HashWriter(_BufferPool):
         self.bitmaps = [0] * _NCACHED
         self.mapp: list[list[int] | None] = [None] * _NCACHED
         self._nbufs = max((cachesize or _DEF_BUFSIZE) + self.bsize - 1 >> self.bshift, _MIN_BUFFERS)
-        self._head = _Buf()
-        self._dir: dict[int, tuple[_Buf | None, bool]] = {}
+        self._head = _Buf(bytearray())            # the sentinel holds no page
+        self._dir = {}
         self._disk = bytearray()
         self._result: bytes | None = None
         self._init_htab(max(nelem, 1))
@@ -93,10 +93,10 @@ class HashWriter(_BufferPool):
                 not data and len(key) % chunk == 0)):
             raise HashFileError(f"hash table: a {len(key)}-byte key with {len(data)} bytes of "
                                 "data would be stored unreadably by db(3) (big-pair bug)")
-        rbufp = save = self._get_buf(self._call_hash(key), None)
+        save = self._get_buf(self._call_hash(key), None)
         save.flags |= _BUF_PIN
         try:
-            rbufp = self._find(rbufp, key)
+            rbufp = self._find(save, key)
             if rbufp is None:
                 return False
             self._addel(rbufp, key, data)
@@ -262,9 +262,7 @@ class HashWriter(_BufferPool):
         free_bit = (max_free - 1) & (bits - 1)
         first_page = self.last_freed >> (self.bshift + 3)
         for i in range(first_page, free_page + 1):
-            freep = self.mapp[i]
-            if freep is None:
-                raise HashFileError(f"hash table: overflow bitmap {i} is missing")
+            freep = self._bitmap(i)
             in_use = free_bit if i == free_page else bits - 1
             if i == first_page:
                 bit = self.last_freed & (bits - 1)
@@ -290,10 +288,17 @@ class HashWriter(_BufferPool):
             if offset > _SPLITMASK:
                 splitnum, offset = self._next_split_point(splitnum), 0
         else:
-            freep = self.mapp[free_page]
+            freep = self._bitmap(free_page)
             free_bit += 1
             freep[free_bit // 32] |= 1 << (free_bit % 32)
         return (splitnum << _SPLITSHIFT) + offset
+
+    def _bitmap(self, i: int) -> list[int]:
+        """The overflow page bitmap *i* (hash_page.c's hashp->mapp[i])."""
+        freep = self.mapp[i]
+        if freep is None:
+            raise HashFileError(f"hash table: overflow bitmap {i} is missing")
+        return freep
 
     def _next_split_point(self, splitnum: int) -> int:
         splitnum += 1
@@ -325,7 +330,7 @@ class HashWriter(_BufferPool):
         bit_address = (self.spares[ndx - 1] if ndx else 0) + (addr & _SPLITMASK) - 1
         if bit_address < self.last_freed:
             self.last_freed = bit_address
-        freep = self.mapp[bit_address >> (self.bshift + 3)]
+        freep = self._bitmap(bit_address >> (self.bshift + 3))
         free_bit = bit_address & ((self.bsize << 3) - 1)
         freep[free_bit // 32] &= ~(1 << (free_bit % 32)) & _ALL_SET
         self._reclaim_buf(bufp)
@@ -480,14 +485,16 @@ class HashWriter(_BufferPool):
 
     def _ugly_split(self, obucket: int, old: _Buf, new: _Buf, copyto: int, moved: int) -> None:
         """ugly_split: rehash a chain with overflow pages, freeing the old ones behind."""
-        bufp, last = old, None
+        bufp = old
+        last: _Buf | None = None
         ino = old.page
         n = _g(ino, 0) - 1
         while n < _g(ino, 0):
             if _REAL_KEY > _g(ino, 2) != _OVFLPAGE:
-                old, new, bufp = self._big_split(old, new, bufp, obucket)
-                if bufp is None:
+                old, new, after = self._big_split(old, new, bufp, obucket)
+                if after is None:
                     return
+                bufp = after
                 ino, last = bufp.page, bufp
             elif _g(ino, n + 1) == _OVFLPAGE:
                 ov_addr = _g(ino, n)

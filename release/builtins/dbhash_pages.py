@@ -52,7 +52,8 @@ def _log2(num: int) -> int:
 
 
 def _g(p: bytearray, i: int) -> int:
-    return _U16.unpack_from(p, i << 1)[0]
+    slot: int = _U16.unpack_from(p, i << 1)[0]
+    return slot
 
 
 def _s(p: bytearray, i: int, v: int) -> None:
@@ -102,7 +103,7 @@ class _Buf:
 
     __slots__ = ("prev", "next", "ovfl", "addr", "flags", "page")
 
-    def __init__(self, page: bytearray | None = None) -> None:
+    def __init__(self, page: bytearray) -> None:
         self.prev = self.next = self
         self.ovfl: _Buf | None = None
         self.addr = 0
@@ -112,6 +113,20 @@ class _Buf:
 
 class _BufferPool:
     """hash_buf.c: page buffers, LRU list, evictions, and page I/O with byte swapping."""
+
+    # HASHHDR fields and pool state, set up by the writer (dbhash.HashWriter.__init__)
+    bsize: int
+    bshift: int
+    lorder: int
+    hdrpages: int
+    max_bucket: int
+    high_mask: int
+    low_mask: int
+    spares: list[int]
+    _nbufs: int                                 # buffers that may still be allocated before evicting
+    _head: _Buf                                 # the LRU list's sentinel (MRU after it, LRU before it)
+    _dir: dict[int, tuple[_Buf | None, bool]]   # bucket -> (its cached buffer, whether it is on "disk")
+    _disk: bytearray                            # the file as written so far
 
     def _call_hash(self, key: bytes) -> int:
         bucket = hash4(key) & self.high_mask

@@ -6,6 +6,7 @@ pairs), not from the writer's insertion code, so a writer bug cannot hide itself
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 from .dbhash_pages import (BIG_ENDIAN, HashFileError, LITTLE_ENDIAN, _FULL_KEY_DATA, _HDRSIZE, _HEADER,
                            _H_CHARKEY, _MAGIC, _MIN_BSIZE, _OVFLPAGE, _PARTIAL_KEY, _REAL_KEY, _SPLITMASK,
@@ -18,7 +19,9 @@ class _Reader:
         if len(data) < _HDRSIZE:
             raise HashFileError(f"hash file: {len(data)} bytes, shorter than its header")
         hdr = _HEADER.unpack_from(data)
-        magic, version, self.lorder, self.bsize, bshift = hdr[:5]
+        magic, version, lorder, bsize, bshift = hdr[:5]
+        self.lorder: int = lorder
+        self.bsize: int = bsize
         if magic != _MAGIC or version not in (1, 2):
             raise HashFileError(f"hash file: bad magic {magic:#x} or version {version}")
         if hdr[16] != _H_CHARKEY:
@@ -26,8 +29,9 @@ class _Reader:
         if self.lorder not in (LITTLE_ENDIAN, BIG_ENDIAN) or not (
                 _MIN_BSIZE <= self.bsize <= 65536 and self.bsize == 1 << bshift):
             raise HashFileError(f"hash file: bad lorder {self.lorder} or bsize {self.bsize}")
-        self.max_bucket, self.hdrpages = hdr[10], hdr[15]
-        self.spares = hdr[17:49]
+        self.max_bucket: int = hdr[10]
+        self.hdrpages: int = hdr[15]
+        self.spares: tuple[int, ...] = hdr[17:49]
         self.data = data
         self._u16 = struct.Struct(">H" if self.lorder == BIG_ENDIAN else "<H")
         self.pages = len(data) // self.bsize + 2
@@ -58,7 +62,7 @@ class _Reader:
     def page_of_bucket(self, b: int) -> int:
         return b + self.hdrpages + (self.spares[_log2(b + 1) - 1] if b else 0)
 
-    def chain(self, bucket: int):
+    def chain(self, bucket: int) -> Iterator[tuple[bytes, bytes]]:
         """Yield (key, data) of one bucket in the order seq() returns them."""
         self.budget = 2 * self.pages  # a big pair's pages are walked twice
         raw, s = self.page(bucket, True)
