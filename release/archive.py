@@ -35,8 +35,9 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
+from .checksum import Digests
 from .errors import LayerError
 from .fsutil import atomic_output
 from .oci import LAYOUT_VERSION, blob_path, document_bytes, reachable_blobs
@@ -197,16 +198,32 @@ def _is_whole_xz(path: Path) -> bool:
         return head.startswith(_XZ_MAGIC) and f.read(2) == _XZ_FOOTER_MAGIC
 
 
+class _Hashed:
+    """The archive file, hashed for CHECKSUM.SHA256/512 on the way out (checksum.Digests)."""
+
+    def __init__(self, f: IO[bytes], digests: Digests) -> None:
+        self._f, self._digests = f, digests
+
+    def write(self, data: bytes) -> int:
+        self._digests.update(data)
+        return self._f.write(data)
+
+
 def write_archive(dest: Path, blobs_dir: Path, index: dict[str, Any], *, xz_preset: int,
-                  cache_dir: Path, mtime: int = 0, store_compressed: bool = True) -> None:
-    """Write *dest* (.txz): the layout of *index* as concatenated xz streams."""
+                  cache_dir: Path, mtime: int = 0, store_compressed: bool = True) -> tuple[int, dict[str, str]]:
+    """Write *dest* (.txz): the layout of *index* as concatenated xz streams.
+
+    Returns its size and its CHECKSUM digests ({"SHA256": hex, "SHA512": hex}), computed from the
+    bytes as they were written.
+    """
     if not 0 <= xz_preset <= 9:
         raise LayerError(f"{dest}: xz preset {xz_preset} outside 0..9")
     blobs = reachable_blobs(blobs_dir, index)
     small = [(d, s) for d, s in blobs if s < SMALL_BLOB]
     large = [(d, s) for d, s in blobs if s >= SMALL_BLOB]
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    with atomic_output(dest, 0o644) as f:
+    with atomic_output(dest, 0o644) as raw, Digests() as digests:
+        f = cast(IO[bytes], _Hashed(raw, digests))
         out = _Output(f, xz_preset)
         for name, data in (("oci-layout", document_bytes(LAYOUT_VERSION)),
                            ("index.json", document_bytes(index))):
@@ -224,6 +241,7 @@ def write_archive(dest: Path, blobs_dir: Path, index: dict[str, Any], *, xz_pres
             _write_large(f, blobs_dir, cache_dir, digest, size, mtime, xz_preset, store_compressed)
         out.compressed(END_OF_ARCHIVE)
         out.end_stream()
+        return digests.size, digests.hexdigests()
 
 
 def _write_large(f: IO[bytes], blobs_dir: Path, cache_dir: Path, digest: str, size: int,

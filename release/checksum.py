@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,22 +31,46 @@ def checksum_file_name(algorithm: str, suffix: str = "") -> str:
     return f"CHECKSUM.{algorithm}" + (f"-{suffix}" if suffix else "")
 
 
-def _digests(path: Path) -> dict[str, str]:
-    """Every algorithm's hex digest of *path*, in one chunked read.
+class Digests:
+    """SHA-256 and SHA-512 of a stream fed to update(), the SHA-512 on a second thread.
 
-    Each algorithm hashes on its own thread (hashlib releases the GIL), so
-    SHA-256 and SHA-512 of a GB-size archive take the time of the slower one
-    when a second core is free.
+    hashlib releases the GIL, so both digests of a GB-size archive take the
+    time of the slower one when a second core is free.  The archive writer
+    feeds it the bytes it writes (so a fresh archive is never read back to be
+    checksummed); _digests() feeds it a file.
     """
-    hashes = {name: hashlib.new(algo) for name, algo in ALGORITHMS.items()}
-    with open(path, "rb") as f, ThreadPoolExecutor(max_workers=len(hashes) - 1) as pool:
-        first, *others = hashes.values()
+
+    def __init__(self) -> None:
+        self._hashes = {name: hashlib.new(algo) for name, algo in ALGORITHMS.items()}
+        self._first, *self._others = self._hashes.values()
+        self._pool = ThreadPoolExecutor(max_workers=len(self._hashes) - 1, thread_name_prefix="checksum")
+        self.size = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        jobs = [self._pool.submit(h.update, data) for h in self._others]
+        self._first.update(data)
+        self.size += len(data)
+        for job in jobs:
+            job.result()
+
+    def hexdigests(self) -> dict[str, str]:
+        """{"SHA256": hex, "SHA512": hex}; the hashing thread ends here."""
+        self._pool.shutdown()
+        return {name: h.hexdigest() for name, h in self._hashes.items()}
+
+    def __enter__(self) -> Digests:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown()
+
+
+def _digests(path: Path) -> dict[str, str]:
+    """Every algorithm's hex digest of *path*, in one chunked read."""
+    with open(path, "rb") as f, Digests() as digests:
         while chunk := f.read(_CHUNK):
-            jobs = [pool.submit(h.update, chunk) for h in others]
-            first.update(chunk)
-            for job in jobs:
-                job.result()
-    return {name: h.hexdigest() for name, h in hashes.items()}
+            digests.update(chunk)
+        return digests.hexdigests()
 
 
 def _ordered(names: list[str]) -> list[str]:
@@ -53,15 +78,24 @@ def _ordered(names: list[str]) -> list[str]:
     return sorted(set(names), key=lambda n: n.encode())
 
 
-def write_checksums(directory: Path, names: list[str], suffix: str = "") -> None:
-    """Write CHECKSUM.SHA256[-suffix] and CHECKSUM.SHA512[-suffix] for *names*."""
+def write_checksums(directory: Path, names: list[str], suffix: str = "",
+                    known: Mapping[str, tuple[int, dict[str, str]]] | None = None) -> None:
+    """Write CHECKSUM.SHA256[-suffix] and CHECKSUM.SHA512[-suffix] for *names*.
+
+    *known* maps a name to (size, digests) its writer computed while writing
+    it (the archive stage); they are used when the file still has that size,
+    and the file is hashed otherwise.  (A file changed behind the pipeline's
+    back at the same size is what verify-checksums, which always hashes, is for.)
+    """
     directory = Path(directory)
+    known = known or {}
     lines: dict[str, list[str]] = {name: [] for name in ALGORITHMS}
     for name in _ordered(names):
         if "/" in name or "\n" in name or name in ("", ".", ".."):
             raise InputError(f"{directory}: {name!r} is not a plain file name")
         try:
-            digests = _digests(directory / name)
+            size = (directory / name).stat().st_size
+            digests = known[name][1] if name in known and known[name][0] == size else _digests(directory / name)
         except FileNotFoundError:
             raise InputError(f"{directory / name}: missing, cannot checksum it") from None
         for algorithm, hexdigest in digests.items():

@@ -25,7 +25,7 @@ from .names import image_version
 from .oci import (MEDIA_CONFIG, document_bytes, image_config, image_index, image_manifest, rfc3339,
                   with_ref_name, write_json_blob, write_layout)
 from .plans import ArchivePlan, ChecksumPlan, ImagePlan, IndexPlan, VerifyChecksumsPlan
-from .records import ImageRecord, IndexRecord, LayerRecord, PackageIndex, PackageSet, SrcHead
+from .records import ArchiveRecord, ImageRecord, IndexRecord, LayerRecord, PackageIndex, PackageSet, SrcHead
 
 VENDOR = "The FreeBSD Project"
 URL = "https://www.FreeBSD.org"
@@ -110,13 +110,21 @@ def build_archive(plan: ArchivePlan) -> dict[str, Any]:
     image = ImageRecord.load(ws.image_json(plan.release, plan.arch, plan.flavour))
     index = image_index([(with_ref_name(image.manifest, image.ref), image.platform)], None)
     dest = ws.arch_dir(plan.release, plan.arch) / plan.name
-    write_archive(dest, ws.blobs(), index, xz_preset=plan.xz_preset, cache_dir=ws.xz_cache())
+    size, digests = write_archive(dest, ws.blobs(), index, xz_preset=plan.xz_preset, cache_dir=ws.xz_cache())
+    ArchiveRecord(plan.name, size, digests).save(ws.archive_json(plan.release, plan.arch, plan.flavour))
     return {"archive": str(dest)}
 
 
 def write_release_checksums(plan: ChecksumPlan) -> None:
-    """CHECKSUM.SHA256/512 over the archives and their SBOMs (FreeBSD lists every ${OSRELEASE}* file)."""
-    write_checksums(plan.workspace.arch_dir(plan.release, plan.arch), list(plan.names))
+    """CHECKSUM.SHA256/512 over the archives and their SBOMs (FreeBSD lists every ${OSRELEASE}* file).
+
+    An archive's digests come from its record (taken as the archive stage wrote it), so a GB-size
+    archive is not read again here.
+    """
+    ws = plan.workspace
+    records = [ArchiveRecord.load(ws.archive_json(plan.release, plan.arch, f)) for f, _ in plan.archives]
+    write_checksums(ws.arch_dir(plan.release, plan.arch), list(plan.names),
+                    known={r.name: (r.size, r.digests) for r in records})
 
 
 def verify_checksum_dirs(directory: Path) -> None:

@@ -246,7 +246,8 @@ def release_files(m: Matrix, release: str, arch: str) -> tuple[str, ...]:
 
 
 def checksum_plan(m: Matrix, release: str, arch: str) -> ChecksumPlan:
-    return ChecksumPlan(workspace(m.config), release=release, arch=arch, names=release_files(m, release, arch))
+    return ChecksumPlan(workspace(m.config), release=release, arch=arch, names=release_files(m, release, arch),
+                        archives=tuple((f, archive_name(m, release, arch, f)) for f in m.release(release).flavours))
 
 
 # --------------------------------------------------------------------------- releasing

@@ -347,7 +347,8 @@ class ArchivePlan(Plan):
         return [self.workspace.image_json(self.release, self.arch, self.flavour)]
 
     def outputs(self) -> list[Path]:
-        return [self.workspace.arch_dir(self.release, self.arch) / self.name]
+        return [self.workspace.arch_dir(self.release, self.arch) / self.name,
+                self.workspace.archive_json(self.release, self.arch, self.flavour)]
 
 
 @dataclass(frozen=True)
@@ -382,10 +383,14 @@ class ChecksumPlan(Plan):
     release: str = ""
     arch: str = ""
     names: tuple[str, ...] = ()
+    archives: tuple[tuple[str, str], ...] = ()      # (flavour, archive name): read from the archive records
 
     def inputs(self) -> list[Path]:
+        """The archives' records (their digests were taken as they were written) and the other files."""
         out = self.workspace.arch_dir(self.release, self.arch)
-        return [out / n for n in self.names]
+        recorded = {name for _, name in self.archives}
+        return [self.workspace.archive_json(self.release, self.arch, f) for f, _ in self.archives] + \
+            [out / n for n in self.names if n not in recorded]
 
     def outputs(self) -> list[Path]:
         out = self.workspace.arch_dir(self.release, self.arch)

@@ -308,6 +308,16 @@ class ImageRecord(Record):
 
 
 @dataclass(frozen=True)
+class ArchiveRecord(Record):
+    """archive.json: a written .txz's name, size and CHECKSUM digests (computed as it was written)."""
+
+    WRITTEN_BY: ClassVar[str] = "the archive stage"
+    name: str
+    size: int
+    digests: dict[str, str]             # {"SHA256": hex, "SHA512": hex}
+
+
+@dataclass(frozen=True)
 class IndexRecord(Record):
     """index-<flavour>.json: the multi-arch index of a flavour and where its OCI layout is."""
 

@@ -130,6 +130,10 @@ class Workspace:
     def image_json(self, release: str, arch: str, flavour: str) -> Path:
         return self.flavour(release, arch, flavour) / "image.json"
 
+    def archive_json(self, release: str, arch: str, flavour: str) -> Path:
+        """The archive stage's record of the flavour's .txz (size and CHECKSUM digests)."""
+        return self.flavour(release, arch, flavour) / "archive.json"
+
     def index_json(self, release: str, flavour: str) -> Path:
         return self.root / "build" / release / f"index-{flavour}.json"
 

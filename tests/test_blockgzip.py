@@ -137,11 +137,21 @@ def image(tmp_path_factory, layer) -> dict:
     manifest = write_image(blobs, [blob])
     index = oci.image_index([(oci.with_ref_name(manifest, REF), {"architecture": "amd64", "os": "freebsd"})], None)
     archive = work / "blocks.txz"
-    write_archive(archive, blobs, index, xz_preset=6, cache_dir=work / "cache")
+    size, digests = write_archive(archive, blobs, index, xz_preset=6, cache_dir=work / "cache")
     tar = gzip.decompress((blobs / blob.digest[7:]).read_bytes())
     assert "sha256:" + hashlib.sha256(tar).hexdigest() == blob.diff_id
     assert len((blobs / blob.digest[7:]).read_bytes()) > 40 * SMALL_BLOCK // 2
-    return {"archive": archive, "blob": blob, "files": files, "manifest": manifest, "tar": tar}
+    return {"archive": archive, "blob": blob, "files": files, "manifest": manifest, "tar": tar, "size": size,
+            "digests": digests}
+
+
+@pytest.mark.parametrize("algorithm, tool", [("SHA256", "sha256sum"), ("SHA512", "sha512sum")])
+def test_the_archive_digests_taken_while_writing_are_what_coreutils_computes(image, algorithm, tool):
+    """CHECKSUM takes an archive's digests from the writer: they must be the file's."""
+    need_tool(tool, "coreutils")
+    out = subprocess.run([tool, str(image["archive"])], capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == image["digests"][algorithm]
+    assert image["size"] == image["archive"].stat().st_size
 
 
 def test_umoci_unpacks_the_layer_to_its_files(image, tmp_path):

@@ -94,3 +94,17 @@ def test_rewriting_unchanged_checksums_keeps_the_files(release_dir):
 def test_bad_names_are_input_errors(release_dir, name):
     with pytest.raises(InputError, match="escape|dir.txz|missing"):
         write_checksums(release_dir, [name])
+
+
+def test_digests_the_writer_recorded_are_used_while_the_size_matches(tmp_path):
+    """The archive stage hands over the digests it took while writing; a file whose size no longer
+    matches its record is hashed instead (and verify-checksums, which always hashes, stays the judge)."""
+    name, other = NAMES[0], NAMES[1]
+    (tmp_path / name).write_bytes(b"archive bytes")
+    (tmp_path / other).write_bytes(b"another archive")
+    recorded = {"SHA256": "a" * 64, "SHA512": "b" * 128}           # what a writer said, not the file's
+    write_checksums(tmp_path, [name, other], known={name: (13, recorded), other: (999, recorded)})
+    lines = (tmp_path / "CHECKSUM.SHA256").read_text().splitlines()
+    assert f"SHA256 ({name}) = {'a' * 64}" in lines                 # size 13 matches: taken as recorded
+    assert f"SHA256 ({other}) = {'a' * 64}" not in lines            # size differs: hashed
+    assert verify_checksums(tmp_path) == [f"{name}: SHA256 mismatch", f"{name}: SHA512 mismatch"]
