@@ -32,12 +32,12 @@ import hashlib
 import lzma
 import shutil
 import struct
-import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from .checksum import Digests
+from .compress import crc32
 from .errors import LayerError
 from .fsutil import atomic_output
 from .oci import LAYOUT_VERSION, blob_path, document_bytes, reachable_blobs
@@ -64,21 +64,22 @@ def _varint(value: int) -> bytes:
 
 
 def _with_crc(data: bytes) -> bytes:
-    return data + struct.pack("<I", zlib.crc32(data))
+    return data + struct.pack("<I", crc32(data, 0))
 
 
 def _pad4(size: int) -> bytes:
     return bytes(-size % 4)
 
 
-def _store_pieces(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Re-cut *chunks* into 64 KiB pieces so the output ignores the caller's chunking."""
+def _store_pieces(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
+    """Re-cut *chunks* into 64 KiB pieces so the output ignores the caller's chunking (views, not copies)."""
     pending = b""
     for chunk in chunks:
         data = pending + chunk if pending else chunk
+        view = memoryview(data)
         offset = 0
         while len(data) - offset >= STORE_PIECE:
-            yield data[offset:offset + STORE_PIECE]
+            yield view[offset:offset + STORE_PIECE]
             offset += STORE_PIECE
         pending = data[offset:]
     if pending:
@@ -97,11 +98,11 @@ def _xz_index_and_footer(records: list[tuple[int, int]], flags: bytes) -> bytes:
         index += _varint(unpadded) + _varint(uncompressed)
     index = _with_crc(index + _pad4(len(index)))
     backward = struct.pack("<I", len(index) // 4 - 1)
-    footer_crc = struct.pack("<I", zlib.crc32(backward + flags))
+    footer_crc = struct.pack("<I", crc32(backward + flags, 0))
     return index + footer_crc + backward + flags + _XZ_FOOTER_MAGIC
 
 
-def xz_store_stream(data_iter: Iterable[bytes]) -> Iterator[bytes]:
+def xz_store_stream(data_iter: Iterable[bytes]) -> Iterator[bytes | memoryview]:
     """A complete xz stream that stores *data_iter*'s bytes without compressing.
 
     One block whose LZMA2 data is a run of uncompressed chunks (control byte
@@ -121,7 +122,7 @@ def xz_store_stream(data_iter: Iterable[bytes]) -> Iterator[bytes]:
         control = b"\x01" if not total else b"\x02"
         yield control + struct.pack(">H", len(piece) - 1)
         yield piece
-        crc = zlib.crc32(piece, crc)
+        crc = crc32(piece, crc)
         total += len(piece)
         packed += 3 + len(piece)
     records = []
@@ -199,14 +200,32 @@ def _is_whole_xz(path: Path) -> bool:
 
 
 class _Hashed:
-    """The archive file, hashed for CHECKSUM.SHA256/512 on the way out (checksum.Digests)."""
+    """The archive file, hashed for CHECKSUM.SHA256/512 on the way out (checksum.Digests).
+
+    Writes are gathered into blocks of Digests.BLOCK (the store streams come
+    in 64 KiB pieces and 3-byte chunk headers), each joined once, hashed and
+    written with one call; flush() writes the rest.
+    """
 
     def __init__(self, f: IO[bytes], digests: Digests) -> None:
         self._f, self._digests = f, digests
+        self._parts: list[bytes | memoryview] = []
+        self._size = 0
 
-    def write(self, data: bytes) -> int:
-        self._digests.update(data)
-        return self._f.write(data)
+    def write(self, data: bytes | memoryview) -> int:
+        self._parts.append(data)            # pieces are views of bytes objects nobody changes
+        self._size += len(data)
+        if self._size >= Digests.BLOCK:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._parts:
+            block = b"".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            self._digests.update(block)
+            self._f.write(block)
 
 
 def write_archive(dest: Path, blobs_dir: Path, index: dict[str, Any], *, xz_preset: int,
@@ -241,6 +260,7 @@ def write_archive(dest: Path, blobs_dir: Path, index: dict[str, Any], *, xz_pres
             _write_large(f, blobs_dir, cache_dir, digest, size, mtime, xz_preset, store_compressed)
         out.compressed(END_OF_ARCHIVE)
         out.end_stream()
+        f.flush()
         return digests.size, digests.hexdigests()
 
 

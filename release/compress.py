@@ -159,9 +159,9 @@ def _deflater(level: int, engine: str, zdict: bytes = b"") -> Any:
     return zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
 
 
-def _crc32_function() -> Callable[[bytes, int], int]:
+def _crc32_function() -> Callable[[bytes | memoryview, int], int]:
     """CRC-32 is one function whoever computes it: ISA-L's (carry-less multiply, about 5x zlib's speed
-    on the layer's input) when present, zlib's otherwise; the trailer's bytes are the same."""
+    on the layer's input) when present, zlib's otherwise; gzip trailers and xz checks are the same bytes."""
     try:
         from isal import isal_zlib
     except ImportError:
@@ -169,7 +169,7 @@ def _crc32_function() -> Callable[[bytes, int], int]:
     return isal_zlib.crc32
 
 
-_crc32 = _crc32_function()
+crc32 = _crc32_function()
 
 
 class _GzipMember:
@@ -187,7 +187,7 @@ class _GzipMember:
         return self._header
 
     def count(self, data: bytes) -> None:
-        self._crc = _crc32(data, self._crc)
+        self._crc = crc32(data, self._crc)
         self._length += len(data)
 
     def trailer(self) -> bytes:
@@ -377,7 +377,8 @@ class BlobWriter:
         self._codec = codec
         self._diff = hashlib.sha256()
         self._digest = hashlib.sha256()
-        self._pending = bytearray()
+        self._parts: deque[bytes | memoryview] = deque()   # input not yet cut into blocks
+        self._pending = 0                                   # its length
         self._size = 0
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + "blob.", dir=self.blobs_dir)
@@ -402,17 +403,32 @@ class BlobWriter:
             return self._write(data)
 
     def _write(self, data: bytes) -> int:
+        if not isinstance(data, bytes):
+            data = bytes(data)          # a caller may reuse its buffer; bytes are kept as they are
         self._diff.update(data)
-        self._pending += data
+        self._parts.append(data)
+        self._pending += len(data)
         size = self._codec.block_size
-        if len(self._pending) > size:
-            # whole blocks, keeping at least one byte back: the last block is only known at finish()
-            whole = (len(self._pending) - 1) // size * size
-            with memoryview(self._pending) as pending:      # one copy per block, not two
-                for offset in range(0, whole, size):
-                    self._submit(bytes(pending[offset:offset + size]), False)
-            del self._pending[:whole]
+        while self._pending > size:     # whole blocks, keeping at least one byte back for finish()
+            self._submit(self._take(size), False)
         return len(data)
+
+    def _take(self, size: int) -> bytes:
+        """The next *size* bytes of input as one block: the only copy the input goes through."""
+        out: list[bytes | memoryview] = []
+        need = size
+        while need:
+            part = self._parts[0]
+            if len(part) <= need:
+                out.append(self._parts.popleft())
+                need -= len(part)
+            else:
+                view = memoryview(part)
+                out.append(view[:need])
+                self._parts[0] = view[need:]
+                need = 0
+        self._pending -= size
+        return b"".join(out)
 
     def _emit(self, data: bytes) -> None:
         if data:
@@ -435,8 +451,7 @@ class BlobWriter:
         return self.result
 
     def _finish(self) -> str:
-        self._submit(bytes(self._pending), True)
-        self._pending.clear()
+        self._submit(self._take(self._pending), True)
         while self._inflight:
             self._emit(self._inflight.popleft().result())
         self._emit(self._codec.trailer())
