@@ -5,7 +5,8 @@ where each file came from and under which licence), so a fresh clone runs it all
 Two rules from the project's guide are enforced here:
 - tests that need the real pkg binary, which cannot live in the project and is
   found in ../shared/tools/pkg, skip with that reason on a developer's fresh
-  clone, but fail in CI (CI=true), where ../shared is present;
+  clone without ../shared, and fail when ../shared is there but the binary is
+  not, or does not run, and always in CI (CI=true);
 - a missing external tool (umoci, skopeo, libdb1 ...) fails in CI and skips with
   the package to install elsewhere.  The test command installs them all.
 """
@@ -63,12 +64,17 @@ def need_file(path: str | os.PathLike, package: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The read-only ../shared inputs; only the real pkg binary (tools/pkg) is read from there."""
-    if not (SHARED / "tools" / "pkg").is_dir():
-        unavailable("the real pkg binary from ../shared/tools/pkg is absent")
-    return SHARED
+def need_shared(path: Path, what: str) -> Path:
+    """*path* inside ../shared (only the real pkg binary is read from there).
+
+    The one skip the guide allows: outside CI, when ../shared itself is absent (a fresh clone).
+    A ../shared that is there but lacks *path* is a failure everywhere, as is anything missing in CI.
+    """
+    if not SHARED.is_dir():
+        unavailable(f"{what} from ../shared/tools/pkg is absent")
+    if not path.exists():
+        pytest.fail(f"{path}: missing from ../shared ({what})")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from release.demo.content import DemoPackage
-from tests.conftest import SHARED, in_ci, need_tool, unavailable
+from tests.conftest import SHARED, need_shared, need_tool
 
 # pkg version -> the local.sqlite generation it writes
 GENERATIONS = {"2.8.99.1": 42, "1.21.3": 36}
@@ -72,18 +72,14 @@ class RealPkg:
 
 
 def need_pkg(version: str, home: Path) -> RealPkg:
-    """The real pkg *version* from ../shared, or a skip (outside CI) / failure (in CI)."""
-    if not (SHARED / "tools" / "pkg").is_dir():
-        unavailable("the real pkg binary from ../shared/tools/pkg is absent")
-    binary = SHARED / "tools" / "pkg" / version / "bin" / "pkg"
-    if not binary.is_file():
-        pytest.fail(f"{binary}: missing from ../shared") if in_ci() else unavailable(f"{binary} missing")
+    """The real pkg *version* from ../shared; a skip only outside CI without ../shared (conftest.need_shared)."""
+    binary = need_shared(SHARED / "tools" / "pkg" / version / "bin" / "pkg", "the real pkg binary")
     home.mkdir(parents=True, exist_ok=True)
     pkg = RealPkg(binary, version, home)
     out = pkg.run("-v", check=False)
     if out.returncode != 0 or out.stdout.strip() != version:
-        unavailable(f"{binary} does not run here ({out.stderr.strip()[:200]}); "
-                    "apt-get install libarchive13 libbsd0 libssl3 zlib1g")
+        pytest.fail(f"{binary} does not run here ({out.stderr.strip()[:200]}); "
+                    "apt-get install libarchive13 libbsd0 libssl3 zlib1g (tools/setup.sh test does)")
     return pkg
 
 
