@@ -35,47 +35,36 @@ class Digests:
     """SHA-256 and SHA-512 of a stream fed to update(), the SHA-512 on a second thread.
 
     hashlib releases the GIL, so both digests of a GB-size archive take the
-    time of the slower one when a second core is free.  Input is gathered into
-    1 MiB blocks; the second thread hashes one block while the caller produces
-    the next.  The archive writer feeds it the bytes it writes (so a fresh
-    archive is never read back to be checksummed); _digests() feeds it a file.
+    time of the slower one when a second core is free: the second thread
+    hashes one piece while the caller produces the next.  Callers feed large
+    pieces (1 MiB: a file's chunks, the archive writer's gathered blocks).
+    The archive writer feeds it the bytes it writes, so a fresh archive is
+    never read back to be checksummed; _digests() feeds it a file.
     """
 
-    BLOCK = 1 << 20
+    BLOCK = 1 << 20         # the piece size callers gather to
 
     def __init__(self) -> None:
         self._hashes = {name: hashlib.new(algo) for name, algo in ALGORITHMS.items()}
         self._first, *self._others = self._hashes.values()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checksum")
         self._pending: Future[None] | None = None
-        self._buffer = bytearray()
         self.size = 0
 
-    def update(self, data: bytes | memoryview) -> None:
-        self.size += len(data)
-        if not self._buffer and len(data) >= self.BLOCK:
-            self._hash(bytes(data))
-            return
-        self._buffer += data
-        if len(self._buffer) >= self.BLOCK:
-            self._hash(bytes(self._buffer))
-            self._buffer.clear()
-
-    def _hash(self, block: bytes) -> None:
+    def update(self, data: bytes) -> None:
+        """Hash *data* (bytes: the second thread still reads it after this returns)."""
         if self._pending is not None:
-            self._pending.result()              # the previous block is in every digest before this one
-        self._pending = self._pool.submit(self._update_others, block)
-        self._first.update(block)
+            self._pending.result()              # the previous piece is in every digest before this one
+        self._pending = self._pool.submit(self._update_others, data)
+        self._first.update(data)
+        self.size += len(data)
 
-    def _update_others(self, block: bytes) -> None:
+    def _update_others(self, data: bytes) -> None:
         for h in self._others:
-            h.update(block)
+            h.update(data)
 
     def hexdigests(self) -> dict[str, str]:
         """{"SHA256": hex, "SHA512": hex}; the hashing thread ends here."""
-        if self._buffer:
-            self._hash(bytes(self._buffer))
-            self._buffer.clear()
         if self._pending is not None:
             self._pending.result()
         self._pool.shutdown()

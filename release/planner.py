@@ -241,13 +241,13 @@ def sbom_plan(m: Matrix, release: str, arch: str, flavour: str) -> SbomPlan:
 
 def release_files(m: Matrix, release: str, arch: str) -> tuple[str, ...]:
     """The archives and their SBOMs of one architecture, as the build names them."""
-    archives = [archive_name(m, release, arch, f) for f in m.release(release).flavours]
-    return tuple(archives + [names.sbom_name(n) for n in archives])
+    return checksum_plan(m, release, arch).names
 
 
 def checksum_plan(m: Matrix, release: str, arch: str) -> ChecksumPlan:
-    return ChecksumPlan(workspace(m.config), release=release, arch=arch, names=release_files(m, release, arch),
-                        archives=tuple((f, archive_name(m, release, arch, f)) for f in m.release(release).flavours))
+    archives = tuple((f, archive_name(m, release, arch, f)) for f in m.release(release).flavours)
+    return ChecksumPlan(workspace(m.config), release=release, arch=arch, archives=archives,
+                        sboms=tuple(names.sbom_name(n) for _, n in archives))
 
 
 # --------------------------------------------------------------------------- releasing

@@ -382,15 +382,19 @@ class ChecksumPlan(Plan):
 
     release: str = ""
     arch: str = ""
-    names: tuple[str, ...] = ()
-    archives: tuple[tuple[str, str], ...] = ()      # (flavour, archive name): read from the archive records
+    archives: tuple[tuple[str, str], ...] = ()      # (flavour, archive name): digests from the archive records
+    sboms: tuple[str, ...] = ()                     # the SBOM files next to them, hashed here
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every file the CHECKSUM files list."""
+        return tuple(name for _, name in self.archives) + self.sboms
 
     def inputs(self) -> list[Path]:
-        """The archives' records (their digests were taken as they were written) and the other files."""
+        """The archives' records (their digests were taken as they were written) and the SBOMs."""
         out = self.workspace.arch_dir(self.release, self.arch)
-        recorded = {name for _, name in self.archives}
         return [self.workspace.archive_json(self.release, self.arch, f) for f, _ in self.archives] + \
-            [out / n for n in self.names if n not in recorded]
+            [out / n for n in self.sboms]
 
     def outputs(self) -> list[Path]:
         out = self.workspace.arch_dir(self.release, self.arch)
