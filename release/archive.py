@@ -28,6 +28,7 @@ bytes a fresh build would.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import lzma
 import shutil
@@ -39,7 +40,7 @@ from typing import IO, Any, BinaryIO, cast
 from .checksum import Digests
 from .compress import crc32
 from .errors import LayerError
-from .fsutil import atomic_output
+from .fsutil import Writeback, atomic_output
 from .oci import LAYOUT_VERSION, blob_path, document_bytes, reachable_blobs
 from .tarstream import CHUNK, END_OF_ARCHIVE, TarEntry, encode_header, padding
 
@@ -209,6 +210,7 @@ class _Hashed:
 
     def __init__(self, f: IO[bytes], digests: Digests) -> None:
         self._f, self._digests = f, digests
+        self.writeback = Writeback(f)
         self._parts: list[bytes | memoryview] = []
         self._size = 0
 
@@ -226,6 +228,7 @@ class _Hashed:
             self._size = 0
             self._digests.update(block)
             self._f.write(block)
+            self.writeback.wrote(len(block))
 
 
 def write_archive(dest: Path, blobs_dir: Path, index: dict[str, Any], *, xz_preset: int,
@@ -242,26 +245,39 @@ def write_archive(dest: Path, blobs_dir: Path, index: dict[str, Any], *, xz_pres
     large = [(d, s) for d, s in blobs if s >= SMALL_BLOB]
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     with atomic_output(dest, 0o644) as raw, Digests() as digests:
-        f = cast(IO[bytes], _Hashed(raw, digests))
-        out = _Output(f, xz_preset)
-        for name, data in (("oci-layout", document_bytes(LAYOUT_VERSION)),
-                           ("index.json", document_bytes(index))):
-            out.compressed(_file_member(name, len(data), mtime) + data + padding(len(data)))
-        for name in ("blobs", "blobs/sha256"):
-            out.compressed(encode_header(TarEntry(name, "dir", 0o755, 0, 0, "", "", mtime)))
-        for digest, size in small:
-            data = blob_path(blobs_dir, digest).read_bytes()
-            if len(data) != size:
-                raise LayerError(f"{digest}: {len(data)} bytes, descriptor says {size}")
-            out.compressed(_file_member("blobs/sha256/" + digest[7:], size, mtime)
-                           + data + padding(size))
-        out.end_stream()
-        for digest, size in large:
-            _write_large(f, blobs_dir, cache_dir, digest, size, mtime, xz_preset, store_compressed)
-        out.compressed(END_OF_ARCHIVE)
-        out.end_stream()
-        f.flush()
+        hashed = _Hashed(raw, digests)
+        try:
+            _write_members(cast(IO[bytes], hashed), blobs_dir, index, small, large, xz_preset=xz_preset,
+                           cache_dir=cache_dir, mtime=mtime, store_compressed=store_compressed)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                hashed.writeback.finish()   # before atomic_output closes the descriptor it syncs
+            raise
+        hashed.writeback.finish()
         return digests.size, digests.hexdigests()
+
+
+def _write_members(f: IO[bytes], blobs_dir: Path, index: dict[str, Any], small: list[tuple[str, int]],
+                   large: list[tuple[str, int]], *, xz_preset: int, cache_dir: Path, mtime: int,
+                   store_compressed: bool) -> None:
+    out = _Output(f, xz_preset)
+    for name, data in (("oci-layout", document_bytes(LAYOUT_VERSION)),
+                       ("index.json", document_bytes(index))):
+        out.compressed(_file_member(name, len(data), mtime) + data + padding(len(data)))
+    for name in ("blobs", "blobs/sha256"):
+        out.compressed(encode_header(TarEntry(name, "dir", 0o755, 0, 0, "", "", mtime)))
+    for digest, size in small:
+        data = blob_path(blobs_dir, digest).read_bytes()
+        if len(data) != size:
+            raise LayerError(f"{digest}: {len(data)} bytes, descriptor says {size}")
+        out.compressed(_file_member("blobs/sha256/" + digest[7:], size, mtime)
+                       + data + padding(size))
+    out.end_stream()
+    for digest, size in large:
+        _write_large(f, blobs_dir, cache_dir, digest, size, mtime, xz_preset, store_compressed)
+    out.compressed(END_OF_ARCHIVE)
+    out.end_stream()
+    f.flush()
 
 
 def _write_large(f: IO[bytes], blobs_dir: Path, cache_dir: Path, digest: str, size: int,

@@ -84,7 +84,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ConfigError, LayerError
-from .fsutil import TMP_PREFIX, disk_errors
+from .fsutil import TMP_PREFIX, Writeback, disk_errors
 
 CHUNK = 1 << 20
 MEDIA_TYPES = {
@@ -384,6 +384,7 @@ class BlobWriter:
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + "blob.", dir=self.blobs_dir)
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
+        self._writeback = Writeback(self._file)
         self.result: Blob | None = None
         workers = max(1, threads) if codec.independent else 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-compressor")
@@ -434,6 +435,7 @@ class BlobWriter:
         if data:
             self._digest.update(data)
             self._file.write(data)
+            self._writeback.wrote(len(data))
             self._size += len(data)
 
     def finish(self) -> Blob:
@@ -456,6 +458,7 @@ class BlobWriter:
             self._emit(self._inflight.popleft().result())
         self._emit(self._codec.trailer())
         self._pool.shutdown()
+        self._writeback.finish()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -474,6 +477,8 @@ class BlobWriter:
             job.cancel()
         self._inflight.clear()
         self._pool.shutdown(wait=True)
+        with contextlib.suppress(OSError):
+            self._writeback.finish()        # before the descriptor it syncs is closed
         if not self._file.closed:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):

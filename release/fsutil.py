@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -84,6 +85,52 @@ def atomic_output(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[I
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class Writeback:
+    """Start writing a large file's pages to disk while the file is still growing.
+
+    The fsync that ends a GB-size blob or archive would otherwise wait for all
+    of it: the kernel starts writeback on its own only past
+    vm.dirty_background_ratio or after 30 s.  The writer reports each write
+    (wrote()); every STEP bytes an fdatasync runs on a helper thread, never
+    waited for by the writer and at most one at a time, so the closing fsync
+    waits only for the last stretch.  finish() waits for the helper and raises
+    its error, if it had one (on Linux a failed writeback is reported to one
+    fsync only, which may have been the helper's).
+    """
+
+    STEP = 64 << 20
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._since = 0
+        self._thread: threading.Thread | None = None
+        self._error: OSError | None = None
+
+    def wrote(self, size: int) -> None:
+        self._since += size
+        if self._since >= self.STEP and (self._thread is None or not self._thread.is_alive()):
+            self._since = 0
+            self._f.flush()
+            self._thread = threading.Thread(target=self._sync, args=(self._f.fileno(),),
+                                            name="writeback", daemon=True)
+            self._thread.start()
+
+    def _sync(self, fd: int) -> None:
+        try:
+            os.fdatasync(fd)
+        except OSError as e:
+            self._error = e
+
+    def finish(self) -> None:
+        """Wait for the helper; raise what its fdatasync raised."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
