@@ -113,7 +113,7 @@ def build_layer(plan: LayerPlan) -> dict[str, Any]:
         found = layershare.find_shared(ws, key, inputs.packages)
         shared = found is not None
         built = BuiltLayer(replace(found.layer, identity=ident), found.view, found.index) if found \
-            else _assemble(plan, inputs, ident)
+            else _assemble(plan, inputs, ident, shareable=key is not None)
         built.save(ws.built_layer(ident))
         if not shared:
             layershare.register(ws, key, ident, inputs.packages)
@@ -141,12 +141,13 @@ def _context(plan: LayerPlan, inputs: LayerInputs, builtins: Builtins) -> StepCo
                        repository=plan.repository, tools=plan.tools, keys=dict(inputs.keys), builtins=builtins)
 
 
-def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str) -> BuiltLayer:
+def _assemble(plan: LayerPlan, inputs: LayerInputs, ident: str, *, shareable: bool) -> BuiltLayer:
     ws = plan.workspace
     sde = inputs.src.source_date_epoch
     ws.tmp().mkdir(parents=True, exist_ok=True)
     with disk_errors(f"{ws.tmp()} (the layer's spool)"), tempfile.TemporaryFile(dir=ws.tmp()) as spool:
-        tree = LayerTree(inputs.parent_view, spool)
+        # only a layer that may be shared needs SHA-256 digests comparable across repositories
+        tree = LayerTree(inputs.parent_view, spool, package_sums=not shareable)
         builtins = Builtins(ws.builtin_cache())
         ctx = _context(plan, inputs, builtins)
         emulation = emulation_for(plan.arch, sde, inputs.parent_layers, ws.tmp(), ws.blobs()) \
@@ -205,20 +206,24 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
                     for s in found:
                         run_script_action(tree, s, pkg.name, byte_order, tools, builtins)
             config: dict[str, str] = {}
-            payload = layershare.for_reader(reader)
+            # payload digests (layershare) are SHA-256 based: remembered only from a tree that has them
+            payload = None if tree.package_sums else layershare.for_reader(reader)
             for entry, stream in reader.entries():
                 e = Entry(entry.path, entry.kind, entry.mode, entry.uname, entry.gname,
                           target=entry.target, mtime=min(entry.mtime, sde))
                 if stream is not None:
-                    tree.add_stream(e, pkg.name, cast(BinaryIO, stream), _verified_sha256(stream))
-                    payload.add(entry, tree.items[e.path].sha256)
+                    tree.add_stream(e, pkg.name, cast(BinaryIO, stream), _verified_digest(stream, tree.package_sums))
+                    if payload is not None:
+                        payload.add(entry, tree.items[e.path].digest)
                     if entry.config:
                         config[entry.path] = config_text(tree.read(entry.path) or b"")
                 else:
                     tree.add_package_entry(e, pkg.name)
-                    payload.add(entry, "")
+                    if payload is not None:
+                        payload.add(entry, "")
             metas[pkg.sum] = remember(ws, pkg, reader.manifest, config)
-            layershare.remember_payload(ws, pkg, payload.hexdigest())
+            if payload is not None:
+                layershare.remember_payload(ws, pkg, payload.hexdigest())
         post += [(pkg.name, found) for phase, found in found_steps if phase == "post-install"]
     for package, found in post:
         for s in found:
@@ -228,9 +233,14 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
     return metas, log_lines
 
 
-def _verified_sha256(stream: VerifiedStream) -> Callable[[], str] | None:
-    """The stream's own sha256 (it verifies one) instead of hashing the bytes a second time."""
-    return (lambda: stream.sha256 or "") if stream.kind == "sha256" else None
+def _verified_digest(stream: VerifiedStream, package_sums: bool) -> Callable[[], str] | None:
+    """The digest the stream computes as it verifies (instead of hashing the bytes a second time):
+    its sha256 when the manifest sum is one, else with *package_sums* its "2$..." BLAKE2b sum."""
+    if stream.kind == "sha256":
+        return lambda: stream.sha256 or ""
+    if package_sums:
+        return lambda: stream.actual or ""
+    return None
 
 
 def _emulated(pkg: LockedPackage, prefix: str, scripts: dict[str, str], when: str, ignorable: set[str],

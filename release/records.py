@@ -265,7 +265,9 @@ class LayerRecord(Record):
 class PackageIndex:
     """index.json: image path -> (kind, content digest, package) of what a flavour's packages installed."""
 
-    paths: dict[str, list[str]]          # path -> [kind, sha256 or target digest, package]
+    # path -> [kind, digest, package]: a file's sha256, or in a layer that is never shared the "2$..."
+    # BLAKE2b sum its package verified it with (tree.LayerTree package_sums); a link's target sha256
+    paths: dict[str, list[str]]
 
     @classmethod
     def load(cls, path: Path) -> PackageIndex:

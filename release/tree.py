@@ -54,7 +54,9 @@ class Item:
     owner: str                      # package name, or the step that made it
     package: bool                   # owned by a package (conflict rules apply)
     spool: tuple[int, int] | None = None    # (offset, size) in the spool file
-    sha256: str = ""                # of the content (files), for conflict checks and indexes
+    # the content's digest (files; links: sha256 of the target), for conflict checks and the package
+    # index: sha256 hex, or in a tree with package_sums the package's own verified "2$..." BLAKE2b sum
+    digest: str = ""
 
     @property
     def size(self) -> int:
@@ -113,40 +115,50 @@ class ParentView:
 class LayerTree:
     """Paths of one layer under construction, over a ParentView."""
 
-    def __init__(self, parent: ParentView, spool: BinaryIO) -> None:
+    def __init__(self, parent: ParentView, spool: BinaryIO, *, package_sums: bool = False) -> None:
+        """*package_sums*: a package file keeps the sum its package verified it with as its digest,
+        instead of being hashed a second time with SHA-256 (see add_stream)."""
         self.parent = parent
+        self.package_sums = package_sums
         self.items: dict[str, Item] = {}
         self.removed: set[str] = set()          # whiteouts: paths hidden from the layers below
         self._spool = spool
 
     # -- adding -------------------------------------------------------------
     def add_stream(self, entry: Entry, owner: str, stream: BinaryIO,
-                   sha256: Callable[[], str] | None = None) -> None:
+                   digest: Callable[[], str] | None = None) -> None:
         """A package file: its bytes go to the spool once, hashed on the way.
 
-        *sha256*, when the stream computes that digest itself (a package
-        verifying a sha256 sum), gives it once the stream is read.
+        *digest*, when the stream computes the file's digest itself (a package
+        verifying a sha256 sum; with package_sums, any sum it verifies), gives
+        it once the stream is read.  Digests are compared between packages of
+        one architecture's repository, which share one sum algorithm; two
+        packages with one path differ to pkg whatever the content
+        (pkg_jobs_conflicts.c: any common path is a conflict), so digests of
+        different algorithms never hide a conflict pkg would accept.  A layer
+        that may be shared across architectures keeps SHA-256 throughout
+        (release.layershare compares content across repositories).
         """
         offset = self._spool.seek(0, io.SEEK_END)
-        h = hashlib.sha256() if sha256 is None else None
+        h = hashlib.sha256() if digest is None else None
         size = 0
         while chunk := stream.read(CHUNK):
             if h is not None:
                 h.update(chunk)
             self._spool.write(chunk)
             size += len(chunk)
-        digest = h.hexdigest() if h is not None else sha256()    # type: ignore[misc]
-        self._claim(Item(entry, owner, True, spool=(offset, size), sha256=digest))
+        sum_ = h.hexdigest() if h is not None else digest()     # type: ignore[misc]
+        self._claim(Item(entry, owner, True, spool=(offset, size), digest=sum_))
 
     def add_package_entry(self, entry: Entry, owner: str) -> None:
         """A package directory, symlink or hardlink."""
-        self._claim(Item(entry, owner, True, sha256=_link_sum(entry)))
+        self._claim(Item(entry, owner, True, digest=_link_sum(entry)))
 
     def put(self, entry: Entry, owner: str) -> None:
         """A generated entry: replaces whatever this layer had at the path (steps run in order)."""
         sha = hashlib.sha256(entry.data).hexdigest() if entry.kind == "file" else _link_sum(entry)
         self._check_parents(entry.path, owner)
-        self.items[entry.path] = Item(entry, owner, False, sha256=sha)
+        self.items[entry.path] = Item(entry, owner, False, digest=sha)
         self.removed.discard(entry.path)
 
     def remove(self, path: str, owner: str) -> None:
@@ -294,8 +306,8 @@ class LayerTree:
         return view
 
     def package_index(self) -> dict[str, list[str]]:
-        """Package-owned non-directories: path -> [kind, sha256/target, package] (cross-layer checks)."""
-        return {p: [i.entry.kind, i.sha256, i.owner] for p, i in sorted(self.items.items())
+        """Package-owned non-directories: path -> [kind, digest, package] (cross-layer checks)."""
+        return {p: [i.entry.kind, i.digest, i.owner] for p, i in sorted(self.items.items())
                 if i.package and i.entry.kind != "dir"}
 
 
@@ -320,12 +332,13 @@ def _link_sum(entry: Entry) -> str:
 
 def _describe(item: Item) -> tuple[str, int, str, str, str]:
     e = item.entry
-    return (e.kind, e.mode, e.uname, e.gname, item.sha256)
+    return (e.kind, e.mode, e.uname, e.gname, item.digest)
 
 
 def _summary(item: Item) -> str:
     e = item.entry
-    what = {"file": f"file sha256 {item.sha256[:12]}", "dir": "directory",
+    digest = item.digest if item.digest.startswith("2$") else f"sha256 {item.digest}"
+    what = {"file": f"file {digest[:19]}", "dir": "directory",
             "symlink": f"symlink to {e.target}", "hardlink": f"hardlink to {e.target}"}[e.kind]
     return f"{what}, {e.uname}:{e.gname} {e.mode:04o}"
 

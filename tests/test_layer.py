@@ -24,6 +24,7 @@ from release.layerblob import write_layer_blob
 from release.demo.pkgtar import Member
 from release.demo.pkgwriter import write_package
 from release.records import LockedPackage
+from release.sums import zbase32
 from release.tree import LayerTree, ParentView
 from release.workspace import Workspace
 from tests.conftest import need_tool
@@ -70,10 +71,10 @@ class Harness:
                                 compression=compressor_identity(media, gzip_level=6, zstd_level=3))
 
     def build(self, *, parent: ParentView | None = None, steps=(), scripts: str = "builtin",
-              ignore: tuple = (), media: str = "tar+gzip") -> tuple[dict, LayerTree]:
+              ignore: tuple = (), media: str = "tar+gzip", package_sums: bool = False) -> tuple[dict, LayerTree]:
         (self.ws.root / "tmp").mkdir(parents=True, exist_ok=True)
         spool = tempfile.TemporaryFile(dir=self.ws.root / "tmp")  # noqa: SIM115 (the returned tree reads it)
-        tree = LayerTree(parent or ParentView(), spool)
+        tree = LayerTree(parent or ParentView(), spool, package_sums=package_sums)
         for e in steps:
             tree.put(e, "test step")
         self.install(tree, scripts, ignore)
@@ -151,6 +152,46 @@ def test_two_packages_claiming_one_path_differently_are_named(h: Harness) -> Non
     h.package("FreeBSD-two", [Member("/etc/motd", "file", 0o644, data=b"two")])
     with pytest.raises(LayerError, match=r"/etc/motd: claimed differently by FreeBSD-one .* and FreeBSD-two"):
         h.build(steps=ACCOUNTS)
+
+
+@pytest.mark.parametrize("generation", ["new", "old"])
+def test_package_sums_change_the_bookkeeping_only(tmp_path: Path, generation: str) -> None:
+    """A layer that is never shared keeps the sum each file was verified with instead of hashing it again."""
+    data = b"FreeBSD " * 4096
+    built = {}
+    for package_sums in (False, True):
+        h = Harness(tmp_path / str(package_sums))
+        h.package("FreeBSD-a", [Member("/usr/share/a", "file", 0o644, data=data)], generation=generation)
+        blob, tree = h.build(steps=ACCOUNTS, package_sums=package_sums)
+        built[package_sums] = blob
+        expected = hashlib.sha256(data).hexdigest()
+        if package_sums and generation == "new":     # pkg 2.x sums: "2$" + zbase32(BLAKE2b-512)
+            expected = "2$" + zbase32(hashlib.blake2b(data, digest_size=64).digest())
+        assert tree.items["/usr/share/a"].digest == expected
+        assert tree.package_index()["/usr/share/a"] == ["file", expected, "FreeBSD-a"]
+    assert built[False] == built[True]          # the same layer, byte for byte
+
+
+def test_package_sums_still_tell_two_packages_apart(h: Harness) -> None:
+    h.package("FreeBSD-one", [Member("/etc/motd", "file", 0o644, data=b"one")])
+    h.package("FreeBSD-two", [Member("/etc/motd", "file", 0o644, data=b"two")])
+    with pytest.raises(LayerError, match=r"/etc/motd: claimed differently by FreeBSD-one \(file 2\$\w{17}, "
+                                         r"root:wheel 0644\) and FreeBSD-two \(file 2\$"):
+        h.build(steps=ACCOUNTS, package_sums=True)
+
+
+def test_with_package_sums_one_file_of_two_package_generations_is_refused(tmp_path: Path) -> None:
+    """Sums of two algorithms cannot show the files equal; pkg refuses any path two packages share anyway."""
+    for package_sums in (False, True):
+        h = Harness(tmp_path / str(package_sums))
+        h.package("FreeBSD-one", [Member("/etc/motd", "file", 0o644, data=b"same")], generation="new")
+        h.package("FreeBSD-two", [Member("/etc/motd", "file", 0o644, data=b"same")], generation="old")
+        if package_sums:
+            with pytest.raises(LayerError, match=r"/etc/motd: claimed differently by FreeBSD-one \(file 2\$.*"
+                                                 r"and FreeBSD-two \(file sha256 "):
+                h.build(steps=ACCOUNTS, package_sums=True)
+        else:
+            h.build(steps=ACCOUNTS)
 
 
 def test_identical_claims_by_two_packages_are_allowed(h: Harness) -> None:
