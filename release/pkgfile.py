@@ -197,7 +197,7 @@ class _VerifiedStream:
         with _as_package_error(self._name):
             data = self._src.read(min(size, self._left))
         if size and self._left and not data:
-            raise PackageError(f"{self._at}: archive ends inside the file")
+            raise PackageError(f"{self._at}: corrupt or truncated archive (it ends inside the file)")
         self._hash.update(data)
         self._left -= len(data)
         self._check_at_end()
@@ -235,9 +235,70 @@ def _kind(ti: tarfile.TarInfo) -> tuple[Kind | None, str]:
                   tarfile.FIFOTYPE: "fifo"}.get(ti.type, f"member type {ti.type!r}")
 
 
-def _stream_tar(stream: Readable) -> tarfile.TarFile:
-    """A tar read in stream mode ("r|"), which only calls read() (typeshed's fileobj lists write and seek)."""
-    return tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", encoding="utf-8", errors="surrogateescape")
+class _Forward:
+    """The decompressed package as tarfile's file object in random-access mode ("r:"), read forwards only.
+
+    tarfile reads members in order either way: it seeks to a member's data,
+    past its padding, or to the byte before the next header, never behind
+    what was read (TarFile.next()), and a seek backwards raises as it does in
+    stream mode ("r|").  Stream mode, though, reads through tarfile._Stream,
+    which takes the decompressor's output 10 KiB at a time and copies its
+    whole buffer on every read; here a file's contents come from the
+    decompressor in the pieces the reader asks for (1 MiB), and headers from
+    a 256 KiB buffer.
+    """
+
+    PIECE = 1 << 18
+
+    def __init__(self, src: Readable) -> None:
+        self._src = src
+        self._buf = b""
+        self._at = 0            # read position in _buf
+        self._pos = 0           # stream offset of _buf[_at]
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence != 0 or pos < self._pos:
+            raise tarfile.StreamError("seeking backwards is not allowed")
+        while pos > self._pos and self.read(min(pos - self._pos, _CHUNK)):
+            pass
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(_CHUNK), b""))
+        have = len(self._buf) - self._at
+        if size <= have:
+            data = self._buf[self._at:self._at + size]
+            self._at += size
+        else:
+            parts = [self._buf[self._at:]] if have else []
+            self._buf, self._at = b"", 0
+            need = size - have
+            while need:
+                if need >= self.PIECE:              # a file's contents: straight from the decompressor
+                    chunk = self._src.read(need)
+                    taken = len(chunk)
+                else:                               # a header, a small file: through the buffer
+                    chunk = self._src.read(self.PIECE)
+                    taken = min(need, len(chunk))
+                    if taken < len(chunk):
+                        self._buf, self._at = chunk, taken
+                        chunk = chunk[:taken]
+                if not taken:
+                    break
+                parts.append(chunk)
+                need -= taken
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._pos += len(data)
+        return data
+
+
+def _forward_tar(stream: _Forward) -> tarfile.TarFile:
+    """A tar read in one forward pass (_Forward); typeshed's fileobj lists write() too."""
+    return tarfile.open(fileobj=cast(IO[bytes], stream), mode="r:", encoding="utf-8", errors="surrogateescape")
 
 
 class PackageReader:
@@ -248,7 +309,8 @@ class PackageReader:
         try:
             with _as_package_error(name):
                 self._stream, self._frames = _decompressing(raw)
-                self._tar = _stream_tar(self._stream)
+                self._forward = _Forward(self._stream)
+                self._tar = _forward_tar(self._forward)
                 self._pending = self._read_metadata()
             self._index = index_manifest(self.manifest, name)
         except BaseException:
@@ -270,7 +332,7 @@ class PackageReader:
 
     def _next(self) -> tarfile.TarInfo | None:
         ti = self._tar.next()
-        self._tar.members.clear()  # type: ignore[attr-defined]  # stream mode needs no index; keep memory flat
+        self._tar.members.clear()  # type: ignore[attr-defined]  # one pass needs no index; keep memory flat
         return ti
 
     def _read_metadata(self) -> tarfile.TarInfo | None:
@@ -386,9 +448,8 @@ class PackageReader:
                 raise PackageError(f"{at}: hardlink contents do not match the manifest sum")
         elif kind == "file":
             with _as_package_error(self.name):
-                src = self._tar.extractfile(ti)
-            assert src is not None              # a regular file
-            return _VerifiedStream(src, ti.size, digest, at, self.name)
+                self._forward.seek(ti.offset_data)     # where next() left it: the member's first byte
+            return _VerifiedStream(cast(IO[bytes], self._forward), ti.size, digest, at, self.name)
         return None
 
     def _resolve(self, ti: tarfile.TarInfo, kind: Kind, path: str, expected: Expected, at: str) -> PkgEntry:

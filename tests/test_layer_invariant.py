@@ -50,22 +50,27 @@ layers = st.lists(st.lists(members, min_size=1, max_size=3), min_size=1, max_siz
 
 
 def package_members(spec: list[tuple[str, str, str]]) -> list[Member]:
-    """Members as write_package takes them; a hardlink without an earlier file becomes a file."""
+    """Members as write_package takes them, in *spec*'s order but for hardlinks, which come last.
+
+    A hardlink links to the package's first file by path (a hardlink in a package without a file
+    becomes a file), so what a package holds does not depend on the order of *spec*: the
+    shuffled build gets the same content.
+    """
     out: list[Member] = []
-    files: list[str] = []
+    links: list[Member] = []
+    files = sorted(path for path, kind, _ in spec if kind == "file")
     for path, kind, target in spec:
         if kind == "hardlink" and not files:
             kind = "file"
         if kind == "file":
             out.append(Member(path, "file", 0o644, data=path.encode()))
-            files.append(path)
         elif kind == "dir":
             out.append(Member(path, "dir", 0o755))
         elif kind == "symlink":
             out.append(Member(path, "symlink", 0o755, target=target))
         else:
-            out.append(Member(path, "hardlink", 0o644, target=files[0]))
-    return out
+            links.append(Member(path, "hardlink", 0o644, target=files[0]))
+    return out + links
 
 
 def build(root: Path, spec: list[list[list[tuple[str, str, str]]]], shuffle: random.Random | None = None
