@@ -16,7 +16,7 @@ import zstandard
 from release.errors import PackageError
 from release.demo.pkgtar import Member
 from release.demo.pkgwriter import write_package
-from release.pkgfile import open_package, read_manifest
+from release.pkgfile import _Forward, open_package, read_manifest
 from release.pkgmanifest import fflags_bits, fflags_text, urldecode, urlencode
 from release.sums import pkg2_sum
 from tests.conftest import PROJECT, need_tool
@@ -463,3 +463,19 @@ def test_reading_a_200mb_member_keeps_memory_flat(tmp_path):
     total, growth = int(out[0]), int(out[1])
     assert total == 200 << 20
     assert growth < 32 << 20, f"peak RSS grew by {growth >> 20} MiB while streaming"
+
+
+def test_the_forward_reader_gives_the_stream_byte_for_byte_and_never_goes_back():
+    """pkgfile._Forward: tarfile's file object for the one pass (headers buffered, contents direct)."""
+    data = os.urandom(3 * _Forward.PIECE + 777)
+    reader, pos, out = _Forward(io.BytesIO(data)), 0, []
+    for size in (512, 1, _Forward.PIECE + 5, 0, 512 * 3, 2 * _Forward.PIECE, 10_000_000):
+        chunk = reader.read(size)
+        assert chunk == data[pos:pos + size] and reader.tell() == pos + len(chunk)
+        pos += len(chunk)
+        out.append(chunk)
+    assert b"".join(out) == data and reader.read(1) == b""
+    again = _Forward(io.BytesIO(data))
+    assert again.seek(1000) == 1000 and again.read(24) == data[1000:1024] and again.seek(1024) == 1024
+    with pytest.raises(tarfile.StreamError, match="backwards"):
+        again.seek(1000)
