@@ -102,6 +102,8 @@ GZIP_OS_UNKNOWN = 255
 DEFAULT_GZIP_BLOCK = 1 << 20        # gzip_block_size's default
 GZIP_BLOCK_RANGE = (64 << 10, 64 << 20)
 DEFLATE_WINDOW = 32 << 10           # what a block's dictionary holds of the block before it
+Buffer = bytes | memoryview         # a written piece, or a view of one (never copied into blocks)
+Parts = tuple[Buffer, ...]          # one block of input: its pieces in order
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class _Codec(Protocol):
     independent: bool
 
     def header(self) -> bytes: ...
-    def block(self, data: bytes, last: bool) -> Callable[[], bytes]: ...
+    def block(self, parts: Parts, last: bool) -> Callable[[], bytes]: ...
     def trailer(self) -> bytes: ...
 
 
@@ -140,8 +142,8 @@ class _Passthrough:
     def header(self) -> bytes:
         return b""
 
-    def block(self, data: bytes, last: bool) -> Callable[[], bytes]:
-        return lambda: data
+    def block(self, parts: Parts, last: bool) -> Callable[[], bytes]:
+        return lambda: b"".join(parts)
 
     def trailer(self) -> bytes:
         return b""
@@ -186,9 +188,10 @@ class _GzipMember:
     def header(self) -> bytes:
         return self._header
 
-    def count(self, data: bytes) -> None:
-        self._crc = crc32(data, self._crc)
-        self._length += len(data)
+    def count(self, parts: Parts) -> None:
+        for part in parts:
+            self._crc = crc32(part, self._crc)
+            self._length += len(part)
 
     def trailer(self) -> bytes:
         return struct.pack("<II", self._crc, self._length & 0xFFFFFFFF)
@@ -202,13 +205,14 @@ class _Gzip(_GzipMember):
 
     def __init__(self, level: int, engine: str) -> None:
         super().__init__(level)
+        self._engine = engine
         self._deflate = _deflater(level, engine)
 
-    def block(self, data: bytes, last: bool) -> Callable[[], bytes]:
+    def block(self, parts: Parts, last: bool) -> Callable[[], bytes]:
         def run() -> bytes:
-            self.count(data)
-            out: bytes = self._deflate.compress(data)
-            return out + self._deflate.flush() if last else out
+            self.count(parts)
+            out = [self._deflate.compress(part) for part in _fed(self._engine, parts)]
+            return b"".join(out + [self._deflate.flush()] if last else out)
         return run
 
 
@@ -222,16 +226,35 @@ class _BlockGzip(_GzipMember):
         self.block_size, self._level, self._engine = block_size, level, engine
         self._tail = b""
 
-    def block(self, data: bytes, last: bool) -> Callable[[], bytes]:
-        self.count(data)
-        zdict, self._tail = self._tail, data[-DEFLATE_WINDOW:]
-        return functools.partial(_deflate_block, self._level, self._engine, zdict, data, last)
+    def block(self, parts: Parts, last: bool) -> Callable[[], bytes]:
+        self.count(parts)
+        zdict, self._tail = self._tail, _suffix(parts, DEFLATE_WINDOW)
+        return functools.partial(_deflate_block, self._level, self._engine, zdict, parts, last)
 
 
-def _deflate_block(level: int, engine: str, zdict: bytes, data: bytes, last: bool) -> bytes:
+def _suffix(parts: Parts, size: int) -> bytes:
+    """The last *size* bytes of the concatenated *parts* (all of them when shorter)."""
+    out: list[Buffer] = []
+    for part in reversed(parts):
+        if size <= 0:
+            break
+        out.append(part[-size:] if len(part) > size else part)
+        size -= len(part)
+    return b"".join(reversed(out))
+
+
+def _fed(engine: str, parts: Parts) -> Parts:
+    """*parts* as the engine takes them: zlib's output does not depend on how its input is split,
+    ISA-L's does (so it gets one piece, as the block always was)."""
+    return (b"".join(parts),) if engine == "isal" and len(parts) > 1 else parts
+
+
+def _deflate_block(level: int, engine: str, zdict: bytes, parts: Parts, last: bool) -> bytes:
+    """One block, fed part by part (see _fed)."""
     d = _deflater(level, engine, zdict)
-    out: bytes = d.compress(data) + d.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
-    return out
+    out = [d.compress(part) for part in _fed(engine, parts)]
+    out.append(d.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH))
+    return b"".join(out)
 
 
 class _Zstd:
@@ -247,10 +270,10 @@ class _Zstd:
     def header(self) -> bytes:
         return b""
 
-    def block(self, data: bytes, last: bool) -> Callable[[], bytes]:
+    def block(self, parts: Parts, last: bool) -> Callable[[], bytes]:
         def run() -> bytes:
-            out = self._obj.compress(data)
-            return out + self._obj.flush() if last else out
+            out = [self._obj.compress(part) for part in parts]
+            return b"".join(out + [self._obj.flush()] if last else out)
         return run
 
     def trailer(self) -> bytes:
@@ -300,9 +323,9 @@ def _run_codec(codec: _Codec, data: bytes) -> bytes:
     """*data* through *codec* on this thread (the blocks cut as BlobWriter cuts them)."""
     size = codec.block_size
     cuts = list(range(0, max(len(data) - 1, 0) // size * size, size)) if data else []
-    out = [codec.header()] + [codec.block(data[i:i + size], False)() for i in cuts]
+    out = [codec.header()] + [codec.block((data[i:i + size],), False)() for i in cuts]
     tail = len(cuts) * size
-    return b"".join(out + [codec.block(data[tail:], True)(), codec.trailer()])
+    return b"".join(out + [codec.block((data[tail:],), True)(), codec.trailer()])
 
 
 @functools.cache
@@ -377,7 +400,7 @@ class BlobWriter:
         self._codec = codec
         self._diff = hashlib.sha256()
         self._digest = hashlib.sha256()
-        self._parts: deque[bytes | memoryview] = deque()   # input not yet cut into blocks
+        self._parts: deque[Buffer] = deque()    # input not yet cut into blocks
         self._pending = 0                                   # its length
         self._size = 0
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
@@ -392,7 +415,7 @@ class BlobWriter:
         self._window = 2 * workers
         self._emit(codec.header())
 
-    def _submit(self, data: bytes, last: bool) -> None:
+    def _submit(self, data: Parts, last: bool) -> None:
         self._inflight.append(self._pool.submit(self._codec.block(data, last)))
         while len(self._inflight) > self._window:
             self._emit(self._inflight.popleft().result())
@@ -414,9 +437,9 @@ class BlobWriter:
             self._submit(self._take(size), False)
         return len(data)
 
-    def _take(self, size: int) -> bytes:
-        """The next *size* bytes of input as one block: the only copy the input goes through."""
-        out: list[bytes | memoryview] = []
+    def _take(self, size: int) -> Parts:
+        """The next *size* bytes of input as one block: the written pieces (or views of them), not a copy."""
+        out: list[Buffer] = []
         need = size
         while need:
             part = self._parts[0]
@@ -429,7 +452,7 @@ class BlobWriter:
                 self._parts[0] = view[need:]
                 need = 0
         self._pending -= size
-        return b"".join(out)
+        return tuple(out)
 
     def _emit(self, data: bytes) -> None:
         if data:
