@@ -1,17 +1,22 @@
 """Cold build of a realistic-size release family, against its floor and FreeBSD's own recipe, in one run.
 
     python bench/build.py [--family toolchain|minimal] [--scale N] [--arches amd64,aarch64]
-                          [--jobs N] [--no-recipe] [--xz-floor] [--keep DIR]
+                          [--jobs N] [--rounds N] [--no-recipe] [--xz-floor] [--keep DIR]
 
 1. generates the family's repository (release/demo at a realistic scale):
    "toolchain" (default) is FreeBSD 15's static, dynamic, runtime, notoolchain
    and toolchain images at real size (scale 256: the toolchain layer holds
    1.15 GB); "minimal" is 14.x's static, dynamic and minimal at scale 640;
 2. warms the package cache (fetch, lock, download);
-3. builds cold twice, each with one `doit build` in a fresh process: -n 1 and
+3. builds cold, each time with one `doit build` in a fresh process: -n 1 and
    -n --jobs (default: the CPU count), recording wall time, the time of each
    stage's tasks, peak RSS of any process of the run and the bytes read and
-   written; the archives of both must be byte-identical;
+   written; the archives of every build must be byte-identical.  It does so
+   in --rounds rounds (default 3), spread over the run: before FreeBSD's
+   recipe, between its serial and its parallel run, and after.  A build is a
+   sample of half a minute of the machine's speed, the recipe a run of many
+   minutes; on a shared machine the two drift apart, so the tables show the
+   round with the median total of each mode and list every round's total;
 4. times writing /var/db/pkg/local.sqlite for every flavour that ships pkg,
    the way the layer task writes it, against the layer stage of the same build;
 5. runs FreeBSD's recipe (bench/make-oci-image.sh, bench/recipe.py) on the
@@ -307,6 +312,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--arches", default="amd64,aarch64")
     parser.add_argument("--jobs", type=int, default=available_cpus(),
                         help="doit -n of the parallel build (default: the CPU count)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="cold builds of each mode, spread over the run; the median is reported")
     parser.add_argument("--no-recipe", action="store_true", help="skip FreeBSD's recipe")
     parser.add_argument("--xz-floor", action="store_true",
                         help="also time xz -6 of every distinct blob (minutes at toolchain size)")
@@ -328,12 +335,16 @@ def main(argv: list[str] | None = None) -> int:
         config = write_config(root, family, arches)
         work = root / "work"
         run_doit(config, work, [f"download:{RELEASE}:{a}" for a in arches], root / "warm.json")
-        clean(work)
-        serial = run_doit(config, work, [f"build:{RELEASE}"], root / "build.json")
-        serial["archives"] = archive_sums(work)
-        clean(work)
-        parallel = run_doit(config, work, ["-n", str(args.jobs), f"build:{RELEASE}"], root / "parallel.json")
-        parallel["archives"] = archive_sums(work)
+        rounds: dict[str, list[dict]] = {"serial": [], "parallel": []}
+
+        def build_round() -> None:
+            for mode, jobs in (("serial", []), ("parallel", ["-n", str(args.jobs)])):
+                clean(work)
+                run = run_doit(config, work, [*jobs, f"build:{RELEASE}"], root / f"{mode}.json")
+                run["archives"] = archive_sums(work)
+                rounds[mode].append(run)
+
+        build_round()
         pkgdb = pkgdb_time(config, work, arches, family.flavours)
         archive_bytes = sum(p.stat().st_size for p in (work / "out" / RELEASE).glob("*/*.txz"))
         recipes = {}
@@ -343,13 +354,24 @@ def main(argv: list[str] | None = None) -> int:
                 with Phase() as phase:
                     recipes[mode] = run_recipe(work, RELEASE, arches, chain, root / "recipe", mode == "parallel")
                 recipes[mode]["load"], recipes[mode]["cpu"] = phase.load(), phase.cpu
+                if mode == "serial" and len(rounds["serial"]) < args.rounds - 1:
+                    build_round()
             shutil.rmtree(root / "recipe", ignore_errors=True)
+        while len(rounds["serial"]) < args.rounds:
+            build_round()           # the last leaves the work directory built for the floor
+        serial, parallel = median_run(rounds["serial"]), median_run(rounds["parallel"])
+        serial["rounds"], parallel["rounds"] = rounds["serial"], rounds["parallel"]
         fl = floor(work, arches, family.flavours, root, args.xz_floor)
         report(args, family, scale, t_gen, serial, parallel, recipes, fl, archive_bytes, pkgdb)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median total (the lower middle of an even count)."""
+    return sorted(runs, key=lambda r: r["wall"])[(len(runs) - 1) // 2]
 
 
 def stage_time(run: dict, stage: str) -> float:
@@ -373,7 +395,11 @@ def report(args, family: Family, scale: float, t_gen: float, serial: dict, paral
     print(f"  {'peak RSS of any process, MB':<32} {serial['rss_kb'] / 1024:8.1f} {parallel['rss_kb'] / 1024:8.1f}")
     print(f"  {'read / written, MB':<32} {serial['read'] / MB:8.0f} {serial['written'] / MB:8.0f}  (-n 1)")
     print(f"  {'rest of the machine meanwhile':<32} {serial['load']:>17} | {parallel['load']}")
-    print(f"  archives of {n} byte-identical to -n 1: {parallel['archives'] == serial['archives']}")
+    every = [r["archives"] for r in serial["rounds"] + parallel["rounds"]]
+    walls = [", ".join(f"{r['wall']:.2f}" for r in run["rounds"]) for run in (serial, parallel)]
+    print(f"  {'total (wall) of each round':<32} {walls[0]} | {walls[1]}  (the median is above)")
+    print(f"  archives of every build ({len(every)}: -n 1 and {n}, every round) byte-identical: "
+          f"{all(a == every[0] for a in every)}")
     print(f"  local.sqlite of {pkgdb['layers']} layers ({pkgdb['packages']} packages), written again alone: "
           f"{pkgdb['seconds']:.2f} s, {100 * pkgdb['seconds'] / max(stage_time(serial, 'layer'), 1e-9):.1f}% "
           "of the -n 1 layer stage")
