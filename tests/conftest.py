@@ -6,9 +6,10 @@ Two rules from the project's guide are enforced here:
 - tests that need the real pkg binary, which cannot live in the project and is
   found in ../shared/tools/pkg, skip with that reason on a developer's fresh
   clone without ../shared, and fail when ../shared is there but the binary is
-  not, or does not run, and always in CI (CI=true);
-- a missing external tool (umoci, skopeo, libdb1 ...) fails in CI and skips with
-  the package to install elsewhere.  The test command installs them all.
+  not, or does not run, and always in CI (CI=true): the only skip there is;
+- a missing external tool (umoci, skopeo, libdb1 ...) or any other missing
+  input fails, in CI and everywhere else, naming the package to install.  The
+  test command installs them all.
 """
 from __future__ import annotations
 
@@ -33,10 +34,8 @@ def in_ci() -> bool:
 
 
 def unavailable(reason: str):
-    """Fail in CI, skip elsewhere: the one place tests give up on a missing input."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: missing inputs are failures)")
-    pytest.skip(reason)
+    """A missing tool or input: a failure, never a skip (the test command installs what the suite needs)."""
+    pytest.fail(f"{reason} (missing inputs are failures; sh tools/test.sh installs them)")
 
 
 def need_tool(name: str, package: str) -> str:
@@ -71,7 +70,9 @@ def need_shared(path: Path, what: str) -> Path:
     A ../shared that is there but lacks *path* is a failure everywhere, as is anything missing in CI.
     """
     if not SHARED.is_dir():
-        unavailable(f"{what} from ../shared/tools/pkg is absent")
+        if in_ci():
+            pytest.fail(f"{what} from ../shared/tools/pkg is absent (CI=true: missing inputs are failures)")
+        pytest.skip(f"{what} from ../shared/tools/pkg is absent")
     if not path.exists():
         pytest.fail(f"{path}: missing from ../shared ({what})")
     return path
