@@ -401,7 +401,7 @@ class BlobWriter:
         self._diff = hashlib.sha256()
         self._digest = hashlib.sha256()
         self._parts: deque[Buffer] = deque()    # input not yet cut into blocks
-        self._pending = 0                                   # its length
+        self._pending = 0                       # its length
         self._size = 0
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + "blob.", dir=self.blobs_dir)

@@ -236,10 +236,8 @@ def install_packages(ws: Workspace, tree: LayerTree, packages: tuple[LockedPacka
 def _verified_digest(stream: VerifiedStream, package_sums: bool) -> Callable[[], str] | None:
     """The digest the stream computes as it verifies (instead of hashing the bytes a second time):
     its sha256 when the manifest sum is one, else with *package_sums* its "2$..." BLAKE2b sum."""
-    if stream.kind == "sha256":
-        return lambda: stream.sha256 or ""
-    if package_sums:
-        return lambda: stream.actual or ""
+    if stream.kind == "sha256" or package_sums:
+        return lambda: stream.actual or ""      # a sha256 sum's actual is its sha256 hex
     return None
 
 

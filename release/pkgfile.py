@@ -183,11 +183,6 @@ class _VerifiedStream:
         """The manifest sum's algorithm: "sha256" or "blake2b"."""
         return self._kind
 
-    @property
-    def sha256(self) -> str | None:
-        """The verified sha256 hex of the contents once read, when the manifest's sum is a sha256."""
-        return self.actual if self._kind == "sha256" else None
-
     def readable(self) -> bool:
         return True
 
